@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+OUT    ?= report_out
+
+.PHONY: venv data demo test bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Debian's Fashion-MNIST IDX files for demos and benchmarks (optional: tests skip without them).
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+		|| echo "dataset-fashion-mnist not installed; Fashion-MNIST tests will skip"; fi
+
+demo: venv data
+	$(VENV)/bin/art-geometry report --demo --out $(OUT)
+
+test: venv data
+	$(PY) -m pytest -q tests
+
+bench: venv data
+	$(PY) benchmarks/bench_prs.py
+
+clean:
+	rm -rf $(VENV) $(OUT) *.egg-info

@@ -1,0 +1,350 @@
+"""
+The one model adapter: every public function turns the user's classifier into a :class:`ModelView`.
+
+A :class:`ModelView` is a differentiable function from the user's input space to logits, with the facts the
+metrics need (number of classes, input shape, clip values, device, dtype, named layers) and two context managers:
+:meth:`ModelView.evaluating` (eval mode and frozen parameters, the user's state restored on exit, even on error)
+and :meth:`ModelView.capture` (forward hooks on named submodules, removed on exit).
+
+Accepted classifiers: ART's ``PyTorchClassifier`` (its framework preprocessing is applied inside the forward, so
+gradients are taken with respect to the user's unnormalised inputs), foolbox 3's ``PyTorchModel`` (mean/std/flip
+preprocessing and bounds) and a plain ``torch.nn.Module``.
+
+ART's own ``predict``/``get_activations`` are not used: ART runs an ``nn.Sequential`` child by child (ignoring a
+subclass's ``forward``), addresses only top-level children and never restores the train/eval mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["ModelView", "LayerRef", "model_view"]
+
+Preprocess = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """
+    A point in the network to read activations from: the output of a named submodule, or its input.
+
+    Written ``"name"`` (output) or ``"name:input"`` (the tensor the module receives).
+    """
+
+    name: str
+    where: str = "output"
+
+    @classmethod
+    def parse(cls, spec: "str | LayerRef") -> "LayerRef":
+        """
+        :param spec: ``"name"``, ``"name:input"``, ``"name:output"`` or a :class:`LayerRef`.
+        :return: The parsed reference.
+        """
+        if isinstance(spec, LayerRef):
+            return spec
+        if not isinstance(spec, str):
+            raise TypeError(f"a layer is named by a string such as 'features.3' or 'fc:input', got {type(spec)!r}")
+        name, _, where = spec.partition(":")
+        where = where or "output"
+        if where not in ("input", "output"):
+            raise ValueError(f"layer {spec!r}: the part after ':' must be 'input' or 'output', got {where!r}")
+        return cls(name, where)
+
+    def __str__(self) -> str:
+        return self.name if self.where == "output" else f"{self.name}:input"
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """
+    The model as the metrics see it: ``view(x)`` returns logits for inputs ``x`` in the user's input space.
+
+    :param module: The user's ``torch.nn.Module`` (never modified; mode and parameters restored after use).
+    :param nb_classes: Number of classes (length of the logit vector).
+    :param input_shape: Shape of one input sample, or ``None`` where the classifier does not declare it.
+    :param clip_values: ``(min, max)`` of valid inputs, or ``None``.
+    :param device: The device of the model's parameters; inputs are moved there.
+    :param dtype: The floating dtype of the model's parameters; inputs are cast to it.
+    :param preprocess: Differentiable preprocessing applied before ``module`` (ART's or foolbox's).
+    :param source: Which kind of classifier was adapted: ``"art"``, ``"foolbox"`` or ``"torch"``.
+    """
+
+    module: nn.Module
+    nb_classes: int
+    input_shape: tuple[int, ...] | None
+    clip_values: tuple[float, float] | None
+    device: torch.device
+    dtype: torch.dtype
+    preprocess: Preprocess | None = None
+    source: str = "torch"
+    _layers: dict[str, nn.Module] = field(default_factory=dict, repr=False, compare=False)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        :param x: A batch of inputs on ``self.device``.
+        :return: Logits of shape ``(batch, nb_classes)``.
+        """
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        out = self.module(x)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"the model must return a logits tensor, it returned {type(out).__name__}")
+        return out.reshape(out.shape[0], -1)
+
+    @property
+    def layers(self) -> dict[str, nn.Module]:
+        """Every named submodule, by its dotted name (``features.3``)."""
+        return self._layers
+
+    def to_tensor(self, x: "np.ndarray | torch.Tensor") -> torch.Tensor:
+        """
+        :param x: An array or tensor of inputs.
+        :return: A tensor on the model's device and dtype; never a view that writes back into ``x``.
+        """
+        t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x.detach()
+        return t.to(device=self.device, dtype=self.dtype)
+
+    @contextlib.contextmanager
+    def evaluating(self, grad_params: bool = False) -> Iterator["ModelView"]:
+        """
+        Put every submodule in eval mode and (unless ``grad_params``) stop gradients to the parameters; on exit,
+        restore each submodule's ``training`` flag and each parameter's ``requires_grad`` exactly as they were.
+
+        :param grad_params: Keep the parameters' ``requires_grad`` flags (for code that trains or differentiates
+                            with respect to the weights).
+        """
+        modes = [(m, m.training) for m in self.module.modules()]
+        flags = [(p, p.requires_grad) for p in self.module.parameters()]
+        try:
+            self.module.eval()
+            if not grad_params:
+                for p, _ in flags:
+                    p.requires_grad_(False)
+            yield self
+        finally:
+            for m, mode in modes:
+                m.training = mode
+            for p, flag in flags:
+                p.requires_grad_(flag)
+
+    def resolve_layer(self, spec: "str | LayerRef") -> LayerRef:
+        """
+        :param spec: A layer name (``"features.3"``, ``"fc:input"``) or :class:`LayerRef`.
+        :return: The reference, checked against the model's named submodules.
+        :raises ValueError: When no submodule has that name; the message lists the available names.
+        """
+        ref = LayerRef.parse(spec)
+        if ref.name not in self._layers:
+            names = ", ".join(n for n in self._layers if n) or "(none)"
+            raise ValueError(f"unknown layer {ref.name!r}; available layers: {names}")
+        return ref
+
+    def relu_layers(self) -> list[str]:
+        """:return: Names of the ``nn.ReLU`` submodules, in registration order."""
+        return [n for n, m in self._layers.items() if isinstance(m, nn.ReLU)]
+
+    def last_linear(self) -> str:
+        """
+        :return: Name of the last ``nn.Linear`` submodule (in registration order).
+        :raises ValueError: When the model has none.
+        """
+        linear = [n for n, m in self._layers.items() if isinstance(m, nn.Linear)]
+        if not linear:
+            raise ValueError("the model has no nn.Linear layer, so there is no default feature layer; name one")
+        return linear[-1]
+
+    @contextlib.contextmanager
+    def capture(self, refs: "list[LayerRef]") -> Iterator[dict[LayerRef, list[torch.Tensor]]]:
+        """
+        Record activations at ``refs`` during forward passes; hooks are removed on exit, even on error.
+
+        The returned dict maps each reference to the list of tensors it produced in call order (a module used
+        several times in one forward yields several tensors). Clear the lists between batches.
+
+        :param refs: Resolved layer references.
+        """
+        store: dict[LayerRef, list[torch.Tensor]] = {r: [] for r in refs}
+        handles = []
+        try:
+            for ref in refs:
+                module = self._layers[ref.name]
+                if ref.where == "input":
+                    handles.append(module.register_forward_pre_hook(_pre_hook(store[ref])))
+                else:
+                    handles.append(module.register_forward_hook(_post_hook(store[ref])))
+            yield store
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def _pre_hook(sink: list[torch.Tensor]) -> Callable[..., None]:
+    def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
+        sink.append(args[0])
+
+    return hook
+
+
+def _post_hook(sink: list[torch.Tensor]) -> Callable[..., None]:
+    def hook(_module: nn.Module, _args: tuple[Any, ...], out: torch.Tensor) -> None:
+        sink.append(out)
+
+    return hook
+
+
+def _param_facts(module: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.is_floating_point():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def _art_preprocess(classifier: Any) -> Preprocess | None:
+    ops = [op for op in classifier.preprocessing_operations if op.apply_predict]
+    if not ops:
+        return None
+    if not classifier.all_framework_preprocessing:
+        names = ", ".join(type(op).__name__ for op in ops)
+        raise ValueError(
+            f"the classifier's preprocessing ({names}) is not differentiable PyTorch code; "
+            "art-geometry needs gradients through it: use ART's PyTorch preprocessors"
+        )
+
+    def preprocess(x: torch.Tensor) -> torch.Tensor:
+        for op in ops:
+            x, _ = op.forward(x, None)
+        return x
+
+    return preprocess
+
+
+def _foolbox_module(fmodel: Any) -> nn.Module:
+    closure = getattr(fmodel._model, "__closure__", None) or ()
+    for cell in closure:
+        if isinstance(cell.cell_contents, nn.Module):
+            return cell.cell_contents
+    raise TypeError("could not find the torch.nn.Module inside this foolbox PyTorchModel")
+
+
+def _foolbox_preprocess(fmodel: Any, device: torch.device, dtype: torch.dtype) -> Preprocess | None:
+    mean, std, flip_axis = fmodel._preprocess_args
+    if mean is None and std is None and flip_axis is None:
+        return None
+    mean_t = None if mean is None else torch.as_tensor(getattr(mean, "raw", mean), device=device, dtype=dtype)
+    std_t = None if std is None else torch.as_tensor(getattr(std, "raw", std), device=device, dtype=dtype)
+
+    def preprocess(x: torch.Tensor) -> torch.Tensor:
+        if flip_axis is not None:
+            x = x.flip(flip_axis)
+        if mean_t is not None:
+            x = x - mean_t
+        if std_t is not None:
+            x = x / std_t
+        return x
+
+    return preprocess
+
+
+def _infer_nb_classes(view: ModelView, x: "np.ndarray | torch.Tensor | None") -> int:
+    if x is None or len(x) == 0:
+        raise ValueError("the number of classes of a plain torch model is found from one forward pass: pass data")
+    with view.evaluating(), torch.no_grad():
+        return int(view(view.to_tensor(x[:1])).shape[1])
+
+
+def model_view(classifier: Any, x: "np.ndarray | torch.Tensor | None" = None) -> ModelView:
+    """
+    Adapt a classifier to a :class:`ModelView`.
+
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel``, plain ``torch.nn.Module``, or a
+                       :class:`ModelView` (returned as is).
+    :param x: Example inputs; needed for a plain module or foolbox model to find the number of classes.
+    :return: The model view.
+    :raises TypeError: For any other kind of classifier.
+    :raises ValueError: For a model with fewer than two classes.
+    """
+    if isinstance(classifier, ModelView):
+        return classifier
+    cls_name = type(classifier).__name__
+    module_path = type(classifier).__module__
+    if module_path.startswith("art.") and hasattr(classifier, "model") and isinstance(classifier.model, nn.Module):
+        module = classifier.model
+        device, dtype = _param_facts(module)
+        clip = classifier.clip_values
+        view = ModelView(
+            module=module,
+            nb_classes=int(classifier.nb_classes),
+            input_shape=tuple(int(s) for s in classifier.input_shape),
+            clip_values=None if clip is None else (float(np.min(clip[0])), float(np.max(clip[1]))),
+            device=device,
+            dtype=dtype,
+            preprocess=_art_preprocess(classifier),
+            source="art",
+            _layers=dict(module.named_modules()),
+        )
+    elif module_path.startswith("foolbox.") and cls_name == "PyTorchModel":
+        module = _foolbox_module(classifier)
+        device, dtype = _param_facts(module)
+        lo, hi = classifier.bounds
+        partial = ModelView(
+            module=module,
+            nb_classes=0,
+            input_shape=None,
+            clip_values=(float(lo), float(hi)),
+            device=device,
+            dtype=dtype,
+            preprocess=_foolbox_preprocess(classifier, device, dtype),
+            source="foolbox",
+            _layers=dict(module.named_modules()),
+        )
+        view = _with_classes(partial, x)
+    elif isinstance(classifier, nn.Module):
+        device, dtype = _param_facts(classifier)
+        partial = ModelView(
+            module=classifier,
+            nb_classes=0,
+            input_shape=None,
+            clip_values=None,
+            device=device,
+            dtype=dtype,
+            _layers=dict(classifier.named_modules()),
+        )
+        view = _with_classes(partial, x)
+    else:
+        raise TypeError(
+            f"unsupported classifier {module_path}.{cls_name}: pass an ART PyTorchClassifier, "
+            "a foolbox PyTorchModel or a torch.nn.Module"
+        )
+    if view.nb_classes < 2:
+        raise ValueError(f"the model has {view.nb_classes} class(es); decision geometry needs at least 2")
+    return view
+
+
+def _with_classes(view: ModelView, x: "np.ndarray | torch.Tensor | None") -> ModelView:
+    return replace(view, nb_classes=_infer_nb_classes(view, x))
+
+
+def warn_if_probabilities(logits: torch.Tensor) -> None:
+    """
+    Warn when a batch of model outputs looks like probabilities (non-negative rows summing to one): the geometry
+    metrics are defined on logits.
+
+    :param logits: A batch of model outputs.
+    """
+    if logits.shape[0] == 0:
+        return
+    rows = logits.detach().sum(dim=1)
+    if bool((logits >= 0).all()) and bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-4)):
+        warnings.warn(
+            "the model's outputs are non-negative and sum to 1: it seems to return probabilities; "
+            "art-geometry expects logits (remove the final softmax)",
+            UserWarning,
+            stacklevel=3,
+        )

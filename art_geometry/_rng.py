@@ -1,0 +1,48 @@
+"""
+Seeded randomness that leaves the user's global random state untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["seeded", "generator"]
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """
+    Seed Python's, numpy's and torch's global generators for the body (for third-party code such as ART's ``fit``
+    that draws from them), and restore all three states on exit.
+
+    :param seed: The seed.
+    """
+    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.random.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def generator(seed: int, device: "torch.device | str" = "cpu") -> torch.Generator:
+    """
+    :param seed: The seed.
+    :param device: Where the generator draws.
+    :return: A new ``torch.Generator`` seeded with ``seed``.
+    """
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g

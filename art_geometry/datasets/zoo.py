@@ -1,0 +1,141 @@
+"""
+Small models for examples, tests and the demo report, trainable in seconds on a CPU, and the helpers that wrap
+and train them through ART.
+
+Every model ends in an ``nn.Linear`` that returns logits; its input is the "penultimate features" layer that the
+region metrics use by default.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from art_geometry._rng import seeded
+
+__all__ = ["MLP", "SmallCNN", "CNN6", "make_classifier", "train_classifier"]
+
+
+class MLP(nn.Module):
+    """
+    A ReLU multi-layer perceptron: ``flatten -> (Linear -> ReLU) * len(hidden) -> Linear``.
+
+    :param input_shape: Shape of one input sample.
+    :param hidden: Widths of the hidden layers.
+    :param nb_classes: Number of classes.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], hidden: tuple[int, ...] = (64, 32), nb_classes: int = 10):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = math.prod(input_shape)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, nb_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class SmallCNN(nn.Module):
+    """
+    ``conv(16) -> ReLU -> conv(32) -> ReLU -> maxpool -> [conv(32) -> ReLU -> maxpool] -> Linear(64) -> ReLU ->
+    Linear``; the bracket only for inputs larger than 8 x 8 (28 x 28 becomes 7 x 7).
+
+    :param input_shape: ``(C, H, W)``.
+    :param nb_classes: Number of classes.
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int] = (1, 8, 8), nb_classes: int = 10):
+        super().__init__()
+        c, h, w = input_shape
+        layers: list[nn.Module] = [
+            nn.Conv2d(c, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ]
+        h, w = h // 2, w // 2
+        if min(h, w) > 4:
+            layers += [nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            h, w = h // 2, w // 2
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.classifier = nn.Sequential(nn.Linear(32 * h * w, 64), nn.ReLU(), nn.Linear(64, nb_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class CNN6(nn.Module):
+    """
+    The six-layer CNN shape of the PRS paper: ``conv(32) conv(32) pool conv(64) conv(64) pool`` then
+    ``Linear(256) Linear(nb_classes)``, ReLU after every hidden layer.
+
+    :param input_shape: ``(C, H, W)``, H and W divisible by 4.
+    :param nb_classes: Number of classes.
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int] = (1, 28, 28), nb_classes: int = 10):
+        super().__init__()
+        c, h, w = input_shape
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(nn.Linear(64 * (h // 4) * (w // 4), 256), nn.ReLU(), nn.Linear(256, nb_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def make_classifier(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    nb_classes: int,
+    *,
+    lr: float = 1e-3,
+    clip_values: tuple[float, float] | None = (0.0, 1.0),
+):
+    """
+    Wrap a model in ART's ``PyTorchClassifier`` with cross-entropy loss and Adam.
+
+    :param model: A module returning logits.
+    :param input_shape: Shape of one input sample.
+    :param nb_classes: Number of classes.
+    :param lr: Adam's learning rate.
+    :param clip_values: Valid input range.
+    :return: The ART classifier.
+    """
+    from art.estimators.classification import PyTorchClassifier
+
+    return PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=lr),
+        input_shape=tuple(input_shape),
+        nb_classes=nb_classes,
+        clip_values=clip_values,
+    )
+
+
+def train_classifier(
+    classifier, x: np.ndarray, y: np.ndarray, *, nb_epochs: int = 10, batch_size: int = 64, seed: int = 0
+):
+    """
+    Train through ART's ``fit`` with seeded shuffling; the caller's global random states are restored afterwards.
+
+    :param classifier: An ART ``PyTorchClassifier``.
+    :param x: Training inputs.
+    :param y: Training labels (indices or one-hot).
+    :param nb_epochs: Epochs.
+    :param batch_size: Batch size.
+    :param seed: Seed for the shuffling.
+    :return: The same classifier, trained.
+    """
+    with seeded(seed):
+        classifier.fit(x, y, batch_size=batch_size, nb_epochs=nb_epochs, verbose=False)
+    classifier.model.eval()
+    return classifier
