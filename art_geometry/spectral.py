@@ -6,16 +6,33 @@ NeurIPS 2020) to define frequency subspaces.
 For an axis of length n, the DCT matrix is ``C[k, i] = a_k cos(pi (2 i + 1) k / (2 n))`` with ``a_0 = sqrt(1/n)``
 and ``a_k = sqrt(2/n)``; it is orthogonal (``C C^T = I``), so ``dct2(x) = C_H x C_W^T`` preserves the l2 norm
 (Parseval) and ``idct2(z) = C_H^T z C_W`` inverts it.
+
+On top of it, the paper's data transforms: :func:`dct_flip` (swap low and high frequencies), :func:`low_pass` and
+:func:`high_pass` (complementary DCT masks), the callable :class:`DCTTransform` and :func:`transform_dataset`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING, Any, Callable, Union
 
+import numpy as np
 import torch
 
-__all__ = ["dct_matrix", "dct2", "idct2"]
+if TYPE_CHECKING:
+    from art_geometry.datasets.data import Dataset
+
+__all__ = [
+    "dct_matrix",
+    "dct2",
+    "idct2",
+    "dct_flip",
+    "low_pass",
+    "high_pass",
+    "DCTTransform",
+    "transform_dataset",
+]
 
 
 @functools.lru_cache(maxsize=32)
@@ -55,3 +72,163 @@ def idct2(z: torch.Tensor) -> torch.Tensor:
     ch = dct_matrix(z.shape[-2], device=z.device, dtype=z.dtype)
     cw = dct_matrix(z.shape[-1], device=z.device, dtype=z.dtype)
     return ch.T @ z @ cw
+
+
+# --- frequency transforms of images and data sets (Hold me tight, Sec. 3.2 and Appendix: flipped and filtered data)
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+
+def _as_images(x: ArrayLike, name: str = "x") -> tuple[torch.Tensor, bool]:
+    """
+    :param x: Images ``(N, C, H, W)`` or ``(C, H, W)``, numpy array or torch tensor of floats.
+    :param name: The argument's name, for messages.
+    :return: A torch tensor holding the same values (a new tensor: the caller's array is never written) and whether
+             ``x`` was a numpy array.
+    :raises TypeError: When ``x`` is not a float array or tensor.
+    :raises ValueError: When ``x`` has neither 3 nor 4 axes.
+    """
+    if isinstance(x, np.ndarray):
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"{name} must hold floating-point values, got dtype {x.dtype}")
+        t, is_numpy = torch.from_numpy(np.array(x, copy=True)), True
+    elif isinstance(x, torch.Tensor):
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must hold floating-point values, got dtype {x.dtype}")
+        t, is_numpy = x.detach().clone(), False
+    else:
+        raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
+    if t.ndim not in (3, 4):
+        raise ValueError(f"{name} must be images (N, C, H, W) or (C, H, W), got shape {tuple(t.shape)}")
+    return t, is_numpy
+
+
+def _back(t: torch.Tensor, is_numpy: bool) -> ArrayLike:
+    return t.numpy() if is_numpy else t
+
+
+def _check_bandwidth(bandwidth: Any, shape: tuple[int, ...]) -> int:
+    limit = min(shape[-2], shape[-1])
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, np.integer)) or not 0 <= bandwidth <= limit:
+        raise ValueError(f"bandwidth must be an integer in [0, {limit}] for images of size {shape[-2:]}, got {bandwidth!r}")
+    return int(bandwidth)
+
+
+def _low_mask(t: torch.Tensor, bandwidth: int) -> torch.Tensor:
+    mask = torch.zeros(t.shape[-2:], dtype=t.dtype, device=t.device)
+    mask[:bandwidth, :bandwidth] = 1
+    return mask
+
+
+def dct_flip(x: ArrayLike) -> ArrayLike:
+    """
+    Swap low and high frequencies: ``idct2(flip(dct2(x)))`` with the coefficients reversed on both spatial axes,
+    so coefficient ``(k, l)`` moves to ``(H-1-k, W-1-l)`` (the "frequency-flipped" data of Hold me tight,
+    Ortiz-Jimenez et al. 2020, Sec. 3.2). An orthogonal involution: ``dct_flip(dct_flip(x)) == x`` and norms are kept.
+
+    :param x: Images ``(N, C, H, W)`` or ``(C, H, W)``; numpy (returned as numpy, same dtype) or torch.
+    :return: The flipped images, a new array of the same shape and type.
+    """
+    t, is_numpy = _as_images(x)
+    return _back(idct2(torch.flip(dct2(t), dims=(-2, -1))), is_numpy)
+
+
+def low_pass(x: ArrayLike, bandwidth: int) -> ArrayLike:
+    """
+    Keep the DCT coefficients ``[0:bandwidth, 0:bandwidth]`` (the lowest frequencies on both axes) and zero the
+    rest: ``idct2(M * dct2(x))`` with ``M[k, l] = 1`` iff ``k < bandwidth and l < bandwidth`` (Hold me tight's
+    ``dct_low_pass``). An orthogonal projection: idempotent and norm non-increasing.
+
+    :param x: Images ``(N, C, H, W)`` or ``(C, H, W)``; numpy (returned as numpy, same dtype) or torch.
+    :param bandwidth: Side of the kept low-frequency block, in ``[0, min(H, W)]``.
+    :return: The filtered images, a new array of the same shape and type.
+    """
+    t, is_numpy = _as_images(x)
+    b = _check_bandwidth(bandwidth, tuple(t.shape))
+    return _back(idct2(dct2(t) * _low_mask(t, b)), is_numpy)
+
+
+def high_pass(x: ArrayLike, bandwidth: int) -> ArrayLike:
+    """
+    Zero the low-frequency DCT block ``[0:bandwidth, 0:bandwidth]`` and keep every other coefficient:
+    ``idct2((1 - M) * dct2(x))``, the complement of :func:`low_pass`, so ``low_pass(x, b) + high_pass(x, b) == x``.
+    This is Hold me tight's ``dct_cutoff_low`` (``utils_dct.py``); note that their ``dct_high_pass`` is a different
+    filter (it keeps only the highest ``bandwidth x bandwidth`` block), obtained here as
+    ``dct_flip(low_pass(dct_flip(x), bandwidth))``.
+
+    :param x: Images ``(N, C, H, W)`` or ``(C, H, W)``; numpy (returned as numpy, same dtype) or torch.
+    :param bandwidth: Side of the removed low-frequency block, in ``[0, min(H, W)]``.
+    :return: The filtered images, a new array of the same shape and type.
+    """
+    t, is_numpy = _as_images(x)
+    b = _check_bandwidth(bandwidth, tuple(t.shape))
+    return _back(idct2(dct2(t) * (1 - _low_mask(t, b))), is_numpy)
+
+
+class DCTTransform:
+    """
+    A frequency transform of images as a callable, for :func:`transform_dataset` or a data pipeline.
+
+    :param kind: ``"flip"`` (:func:`dct_flip`), ``"low_pass"`` (:func:`low_pass`) or ``"high_pass"``
+                 (:func:`high_pass`).
+    :param bandwidth: The filters' bandwidth; required for the filters, not allowed for ``"flip"``.
+    """
+
+    kinds = ("flip", "low_pass", "high_pass")
+
+    def __init__(self, kind: str = "flip", bandwidth: int | None = None) -> None:
+        if kind not in self.kinds:
+            raise ValueError(f"kind must be one of {self.kinds}, got {kind!r}")
+        if kind == "flip" and bandwidth is not None:
+            raise ValueError("the 'flip' transform takes no bandwidth")
+        if kind != "flip" and (isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, np.integer)) or bandwidth < 0):
+            raise ValueError(f"the {kind!r} transform needs a non-negative integer bandwidth, got {bandwidth!r}")
+        self.kind = kind
+        self.bandwidth = None if bandwidth is None else int(bandwidth)
+
+    @property
+    def name(self) -> str:
+        """A short name such as ``dct_flip`` or ``low_pass8``."""
+        return "dct_flip" if self.kind == "flip" else f"{self.kind}{self.bandwidth}"
+
+    def __call__(self, x: ArrayLike) -> ArrayLike:
+        """
+        :param x: Images ``(N, C, H, W)`` or ``(C, H, W)``, numpy or torch.
+        :return: The transformed images, same shape and type.
+        """
+        if self.kind == "flip":
+            return dct_flip(x)
+        fn = low_pass if self.kind == "low_pass" else high_pass
+        return fn(x, self.bandwidth)
+
+    def __repr__(self) -> str:
+        extra = "" if self.bandwidth is None else f", bandwidth={self.bandwidth}"
+        return f"DCTTransform(kind={self.kind!r}{extra})"
+
+
+def transform_dataset(dataset: "Dataset", transform: Callable[[ArrayLike], ArrayLike]) -> "Dataset":
+    """
+    Apply an image transform to both splits of a data set (the labels are kept), e.g. to train on frequency-flipped
+    Fashion-MNIST as in Hold me tight, Sec. 3.2.
+
+    :param dataset: A :class:`~art_geometry.datasets.Dataset`; not modified.
+    :param transform: A callable on image batches, such as :class:`DCTTransform`; it must keep the shape.
+    :return: A new data set named ``"<name>-<transform name>"``.
+    :raises ValueError: When the transform changes the shape of the images.
+    """
+    from art_geometry.datasets.data import Dataset
+
+    x_train = np.asarray(transform(dataset.x_train))
+    x_test = np.asarray(transform(dataset.x_test))
+    if x_train.shape != dataset.x_train.shape or x_test.shape != dataset.x_test.shape:
+        raise ValueError(
+            f"the transform changed the shape of the images from {dataset.x_train.shape[1:]} to {x_train.shape[1:]}"
+        )
+    label = getattr(transform, "name", type(transform).__name__)
+    return Dataset(
+        x_train.astype(dataset.x_train.dtype, copy=False),
+        dataset.y_train.copy(),
+        x_test.astype(dataset.x_test.dtype, copy=False),
+        dataset.y_test.copy(),
+        f"{dataset.name}-{label}",
+    )
