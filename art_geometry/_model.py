@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ModelView", "LayerRef", "model_view"]
+__all__ = ["ModelView", "LayerRef", "model_view", "module_of", "warn_if_probabilities"]
 
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
 
@@ -252,6 +252,28 @@ def _foolbox_preprocess(fmodel: Any, device: torch.device, dtype: torch.dtype) -
     return preprocess
 
 
+def module_of(classifier: Any) -> nn.Module:
+    """
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel``, ``torch.nn.Module`` or
+                       :class:`ModelView`.
+    :return: The user's ``torch.nn.Module`` inside it, without running it.
+    :raises TypeError: For any other kind of classifier.
+    """
+    if isinstance(classifier, ModelView):
+        return classifier.module
+    if isinstance(classifier, nn.Module):
+        return classifier
+    module_path = type(classifier).__module__
+    if module_path.startswith("art.") and isinstance(getattr(classifier, "model", None), nn.Module):
+        return classifier.model
+    if module_path.startswith("foolbox.") and type(classifier).__name__ == "PyTorchModel":
+        return _foolbox_module(classifier)
+    raise TypeError(
+        f"unsupported classifier {module_path}.{type(classifier).__name__}: pass an ART PyTorchClassifier, "
+        "a foolbox PyTorchModel or a torch.nn.Module"
+    )
+
+
 def _infer_nb_classes(view: ModelView, x: "np.ndarray | torch.Tensor | None") -> int:
     if x is None or len(x) == 0:
         raise ValueError("the number of classes of a plain torch model is found from one forward pass: pass data")
@@ -272,55 +294,34 @@ def model_view(classifier: Any, x: "np.ndarray | torch.Tensor | None" = None) ->
     """
     if isinstance(classifier, ModelView):
         return classifier
-    cls_name = type(classifier).__name__
-    module_path = type(classifier).__module__
-    if module_path.startswith("art.") and hasattr(classifier, "model") and isinstance(classifier.model, nn.Module):
-        module = classifier.model
-        device, dtype = _param_facts(module)
+    module = module_of(classifier)
+    device, dtype = _param_facts(module)
+    view = ModelView(
+        module=module, nb_classes=0, input_shape=None, clip_values=None, device=device, dtype=dtype,
+        _layers=dict(module.named_modules()),
+    )
+    if module is classifier:
+        view = _with_classes(view, x)
+    elif type(classifier).__module__.startswith("foolbox."):
+        lo, hi = classifier.bounds
+        view = _with_classes(
+            replace(
+                view,
+                clip_values=(float(lo), float(hi)),
+                preprocess=_foolbox_preprocess(classifier, device, dtype),
+                source="foolbox",
+            ),
+            x,
+        )
+    else:
         clip = classifier.clip_values
-        view = ModelView(
-            module=module,
+        view = replace(
+            view,
             nb_classes=int(classifier.nb_classes),
             input_shape=tuple(int(s) for s in classifier.input_shape),
             clip_values=None if clip is None else (float(np.min(clip[0])), float(np.max(clip[1]))),
-            device=device,
-            dtype=dtype,
             preprocess=_art_preprocess(classifier),
             source="art",
-            _layers=dict(module.named_modules()),
-        )
-    elif module_path.startswith("foolbox.") and cls_name == "PyTorchModel":
-        module = _foolbox_module(classifier)
-        device, dtype = _param_facts(module)
-        lo, hi = classifier.bounds
-        partial = ModelView(
-            module=module,
-            nb_classes=0,
-            input_shape=None,
-            clip_values=(float(lo), float(hi)),
-            device=device,
-            dtype=dtype,
-            preprocess=_foolbox_preprocess(classifier, device, dtype),
-            source="foolbox",
-            _layers=dict(module.named_modules()),
-        )
-        view = _with_classes(partial, x)
-    elif isinstance(classifier, nn.Module):
-        device, dtype = _param_facts(classifier)
-        partial = ModelView(
-            module=classifier,
-            nb_classes=0,
-            input_shape=None,
-            clip_values=None,
-            device=device,
-            dtype=dtype,
-            _layers=dict(classifier.named_modules()),
-        )
-        view = _with_classes(partial, x)
-    else:
-        raise TypeError(
-            f"unsupported classifier {module_path}.{cls_name}: pass an ART PyTorchClassifier, "
-            "a foolbox PyTorchModel or a torch.nn.Module"
         )
     if view.nb_classes < 2:
         raise ValueError(f"the model has {view.nb_classes} class(es); decision geometry needs at least 2")

@@ -1,0 +1,432 @@
+"""
+Decision regions of ReLU networks and the Populated Region Set (PRS).
+
+From "Empirical Study of the Decision Region and Robustness in Deep Neural Networks" (ICLR 2022 submission): a
+decision region at layer l is the set of inputs whose layer-l pre-activations share one sign pattern
+``s_l(x) = [h_l(x) > 0]`` (positive vs not; convolutional feature maps are flattened C x H x W). The populated
+region set of a data set X is
+
+    PRS(X, f, l) = { s_l(x) : x in X },      PRS ratio = |PRS(X, f, l)| / |X|,
+
+the number of distinct patterns that hold at least one sample, over the number of samples.
+
+Patterns are bit-packed on the model's device (8 units per byte) and streamed over batches, so memory is
+O(N * D / 8) bytes plus one batch; distinct patterns are found by sorting the packed rows (``np.unique`` on a
+void view), never with an N x N Hamming matrix or Python tuples.
+
+A layer is named by its dotted module name: ``"features.3"`` reads that module's output, ``"classifier.2:input"``
+reads what the module receives. The default is the input of the last ``nn.Linear`` (the penultimate features). A
+module that runs several times in one forward contributes the concatenation of all its calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from art_geometry._batching import batches
+from art_geometry._model import LayerRef, ModelView, model_view, module_of, warn_if_probabilities
+from art_geometry._results import ResultMixin
+from art_geometry._validation import check_inputs, check_positive_int
+
+__all__ = [
+    "PRSResult",
+    "InclusionResult",
+    "LayerwisePRSResult",
+    "SimilarityResult",
+    "SparsityResult",
+    "populated_region_set",
+    "prs_ratio",
+    "inclusion_ratio",
+    "layerwise_prs",
+    "final_layer_similarity",
+    "feature_sparsity",
+]
+
+_BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+
+
+@dataclass(frozen=True)
+class PRSResult(ResultMixin):
+    """
+    The populated region set of a data set at one layer.
+
+    :param ratio: ``n_regions / n_samples``.
+    :param n_regions: Number of distinct sign patterns |PRS|.
+    :param n_samples: Number of samples |X|.
+    :param region_ids: ``(N,)`` index of each sample's region in ``counts`` (regions sorted by packed pattern).
+    :param counts: ``(n_regions,)`` number of samples in each region.
+    :param layer: The layer the patterns were read at.
+    :param n_units: Length of the sign pattern (flattened units of the layer).
+    """
+
+    ratio: float
+    n_regions: int
+    n_samples: int
+    region_ids: np.ndarray
+    counts: np.ndarray
+    layer: str
+    n_units: int
+
+    def summary(self) -> dict[str, Any]:
+        """:return: ratio, n_regions, n_samples, n_units, layer, largest region size, fraction of singletons."""
+        return {
+            "layer": self.layer,
+            "ratio": self.ratio,
+            "n_regions": self.n_regions,
+            "n_samples": self.n_samples,
+            "n_units": self.n_units,
+            "largest_region": int(self.counts.max()),
+            "singleton_fraction": float(np.mean(self.counts == 1)),
+        }
+
+
+@dataclass(frozen=True)
+class InclusionResult(ResultMixin):
+    """
+    Which test samples fall in a region populated by the training set (PRS paper, Sec. 4, Fig. 9).
+
+    :param ratio: Fraction of test samples whose region is in PRS(X_train).
+    :param included: ``(N_test,)`` True where the test sample's region holds a training sample.
+    :param n_train_regions: |PRS(X_train)|.
+    :param n_test_regions: |PRS(X_test)|.
+    :param layer: The layer the patterns were read at.
+    """
+
+    ratio: float
+    included: np.ndarray
+    n_train_regions: int
+    n_test_regions: int
+    layer: str
+
+    def summary(self) -> dict[str, Any]:
+        """:return: ratio, sizes of the inclusion and exclusion groups, region counts, layer."""
+        return {
+            "layer": self.layer,
+            "ratio": self.ratio,
+            "n_included": int(self.included.sum()),
+            "n_excluded": int((~self.included).sum()),
+            "n_train_regions": self.n_train_regions,
+            "n_test_regions": self.n_test_regions,
+        }
+
+
+@dataclass(frozen=True)
+class LayerwisePRSResult(ResultMixin):
+    """
+    The PRS ratio at several layers (PRS paper, Fig. 2a).
+
+    :param layers: Layer names, in network order.
+    :param ratios: ``(L,)`` PRS ratio per layer.
+    :param n_regions: ``(L,)`` number of regions per layer.
+    :param region_ids: ``(L, N)`` region index of each sample at each layer.
+    :param n_samples: Number of samples.
+    """
+
+    layers: list[str]
+    ratios: np.ndarray
+    n_regions: np.ndarray
+    region_ids: np.ndarray
+    n_samples: int
+
+    def summary(self) -> dict[str, Any]:
+        """:return: The ratio per layer."""
+        return {"n_samples": self.n_samples, "ratios": dict(zip(self.layers, self.ratios.tolist()))}
+
+
+@dataclass(frozen=True)
+class SimilarityResult(ResultMixin):
+    """
+    Cosine similarity of the rows (one per class) of the last linear layer (PRS paper, Fig. 7-8).
+
+    :param matrix: ``(C, C)`` cosine similarities ``w_i . w_j / (|w_i| |w_j|)``.
+    :param mean_off_diagonal: Mean of the ``C (C - 1)`` off-diagonal entries.
+    :param layer: Name of the linear layer.
+    """
+
+    matrix: np.ndarray
+    mean_off_diagonal: float
+    layer: str
+
+    def summary(self) -> dict[str, Any]:
+        """:return: Mean and max off-diagonal similarity, layer."""
+        off = self.matrix[~np.eye(len(self.matrix), dtype=bool)]
+        return {"layer": self.layer, "mean_off_diagonal": self.mean_off_diagonal, "max_off_diagonal": float(off.max())}
+
+
+@dataclass(frozen=True)
+class SparsityResult(ResultMixin):
+    """
+    Fraction of zero activations at ReLU layers (PRS paper, Fig. 12).
+
+    :param layers: Layer names.
+    :param per_sample: ``(N, L)`` fraction of units that are zero, per sample and layer.
+    :param per_layer: ``(L,)`` mean over samples.
+    :param mean: Mean over layers of ``per_layer`` (each layer weighted equally).
+    """
+
+    layers: list[str]
+    per_sample: np.ndarray
+    per_layer: np.ndarray
+    mean: float
+
+    def summary(self) -> dict[str, Any]:
+        """:return: The mean sparsity and the sparsity per layer."""
+        return {"mean": self.mean, "per_layer": dict(zip(self.layers, self.per_layer.tolist()))}
+
+
+def _pack_signs(h: torch.Tensor) -> torch.Tensor:
+    """
+    :param h: Activations ``(B, D)``.
+    :return: The sign pattern ``h > 0`` packed 8 units per byte, ``(B, ceil(D / 8))`` uint8, on ``h``'s device.
+    """
+    bits = h > 0
+    pad = (-bits.shape[1]) % 8
+    if pad:
+        bits = torch.nn.functional.pad(bits, (0, pad))
+    weights = _BIT_WEIGHTS.to(h.device)
+    return (bits.view(bits.shape[0], -1, 8).to(torch.uint8) * weights).sum(dim=2, dtype=torch.uint8)
+
+
+def _flat_activations(calls: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([c.reshape(c.shape[0], -1) for c in calls], dim=1)
+
+
+def _stream(
+    view: ModelView,
+    x: "np.ndarray | torch.Tensor",
+    refs: Sequence[LayerRef],
+    batch_size: int,
+    verbose: bool,
+    reduce: Any,
+) -> list[list[Any]]:
+    """
+    One pass over ``x`` with hooks at ``refs``; ``reduce(activations (B, D)) -> value`` is applied per batch and
+    layer, and the values are returned per layer in batch order.
+    """
+    out: list[list[Any]] = [[] for _ in refs]
+    with view.evaluating(), view.capture(list(refs)) as store, torch.no_grad():
+        for i, (_, xb) in enumerate(batches(view, x, batch_size, verbose=verbose, desc="regions")):
+            logits = view(xb)
+            if i == 0:
+                warn_if_probabilities(logits)
+            for j, ref in enumerate(refs):
+                if not store[ref]:
+                    raise RuntimeError(f"layer {ref} did not run in the model's forward pass")
+                out[j].append(reduce(_flat_activations(store[ref])))
+                store[ref].clear()
+    return out
+
+
+def _packed_patterns(
+    view: ModelView, x: "np.ndarray | torch.Tensor", refs: Sequence[LayerRef], batch_size: int, verbose: bool
+) -> list[tuple[np.ndarray, int]]:
+    """:return: Per layer, the packed sign patterns of all samples ``(N, bytes)`` uint8 and the number of units."""
+    parts = _stream(view, x, refs, batch_size, verbose, lambda h: (_pack_signs(h).cpu().numpy(), h.shape[1]))
+    return [(np.concatenate([packed for packed, _ in p], axis=0), p[0][1]) for p in parts]
+
+
+def _unique_rows(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """
+    :param packed: ``(N, bytes)`` uint8 packed patterns.
+    :return: ``(region_ids (N,), counts (n_regions,))``.
+    """
+    rows = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+    return inverse.reshape(-1).astype(np.int64), counts.astype(np.int64)
+
+
+def _prepare(
+    classifier: Any, x: Any, batch_size: int, name: str = "x"
+) -> tuple[ModelView, "np.ndarray | torch.Tensor", int]:
+    view = model_view(classifier, x if isinstance(x, (np.ndarray, torch.Tensor)) else None)
+    return view, check_inputs(view, x, name), check_positive_int(batch_size, "batch_size")
+
+
+def _default_ref(view: ModelView, layer: "str | LayerRef | None") -> LayerRef:
+    return view.resolve_layer(layer if layer is not None else f"{view.last_linear()}:input")
+
+
+def populated_region_set(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    layer: "str | LayerRef | None" = None,
+    *,
+    batch_size: int = 256,
+    verbose: bool = False,
+) -> PRSResult:
+    """
+    The populated region set of ``x`` at ``layer``: PRS ratio = |{s_l(x) : x in X}| / |X| (PRS paper, Def. 2).
+
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module``.
+    :param x: Inputs ``(N, *input_shape)``.
+    :param layer: Layer name (``"features.3"`` or ``"fc:input"``); default the input of the last ``nn.Linear``.
+    :param batch_size: Samples per forward pass.
+    :param verbose: Show a progress bar.
+    :return: The region set, with per-sample region ids and per-region counts.
+    """
+    view, x, batch_size = _prepare(classifier, x, batch_size)
+    ref = _default_ref(view, layer)
+    packed, n_units = _packed_patterns(view, x, [ref], batch_size, verbose)[0]
+    ids, counts = _unique_rows(packed)
+    n = len(ids)
+    return PRSResult(
+        ratio=len(counts) / n,
+        n_regions=len(counts),
+        n_samples=n,
+        region_ids=ids,
+        counts=counts,
+        layer=str(ref),
+        n_units=n_units,
+    )
+
+
+def prs_ratio(
+    classifier: Any, x: "np.ndarray | torch.Tensor", layer: "str | LayerRef | None" = None, *, batch_size: int = 256
+) -> float:
+    """
+    The PRS ratio |PRS(X, f, l)| / |X|, in ART's metric-function style (see :func:`populated_region_set`).
+
+    :param classifier: The classifier.
+    :param x: Inputs.
+    :param layer: Layer name; default the input of the last ``nn.Linear``.
+    :param batch_size: Samples per forward pass.
+    :return: The ratio, in (0, 1].
+    """
+    return populated_region_set(classifier, x, layer, batch_size=batch_size).ratio
+
+
+def inclusion_ratio(
+    classifier: Any,
+    x_train: "np.ndarray | torch.Tensor",
+    x_test: "np.ndarray | torch.Tensor",
+    layer: "str | LayerRef | None" = None,
+    *,
+    batch_size: int = 256,
+    verbose: bool = False,
+) -> InclusionResult:
+    """
+    The fraction of test samples whose region is in the training PRS:
+    ``|{x in X_test : s_l(x) in PRS(X_train, f, l)}| / |X_test|`` (PRS paper, Sec. 4.3, Fig. 9).
+
+    :param classifier: The classifier.
+    :param x_train: Training inputs.
+    :param x_test: Test inputs.
+    :param layer: Layer name; default the input of the last ``nn.Linear``.
+    :param batch_size: Samples per forward pass.
+    :param verbose: Show a progress bar.
+    :return: The ratio and the per-sample inclusion mask (inclusion / exclusion groups).
+    """
+    view, x_train, batch_size = _prepare(classifier, x_train, batch_size, "x_train")
+    x_test = check_inputs(view, x_test, "x_test")
+    ref = _default_ref(view, layer)
+    train, _ = _packed_patterns(view, x_train, [ref], batch_size, verbose)[0]
+    test, _ = _packed_patterns(view, x_test, [ref], batch_size, verbose)[0]
+    ids, _ = _unique_rows(np.concatenate([train, test], axis=0))
+    train_ids, test_ids = ids[: len(train)], ids[len(train) :]
+    in_train = np.zeros(int(ids.max()) + 1, dtype=bool)
+    in_train[train_ids] = True
+    included = in_train[test_ids]
+    return InclusionResult(
+        ratio=float(included.mean()),
+        included=included,
+        n_train_regions=int(np.unique(train_ids).size),
+        n_test_regions=int(np.unique(test_ids).size),
+        layer=str(ref),
+    )
+
+
+def _relu_refs(view: ModelView, layers: "Sequence[str | LayerRef] | None") -> list[LayerRef]:
+    if layers is None:
+        names = view.relu_layers()
+        if not names:
+            raise ValueError("the model has no nn.ReLU module; name the layers to use")
+        return [LayerRef(n) for n in names]
+    if len(layers) == 0:
+        raise ValueError("layers is empty: name at least one layer")
+    return [view.resolve_layer(spec) for spec in layers]
+
+
+def layerwise_prs(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    layers: "Sequence[str | LayerRef] | None" = None,
+    *,
+    batch_size: int = 256,
+    verbose: bool = False,
+) -> LayerwisePRSResult:
+    """
+    The PRS ratio at every ReLU layer (PRS paper, Fig. 2a), all layers read in one pass over ``x``.
+
+    :param classifier: The classifier.
+    :param x: Inputs.
+    :param layers: Layer names; default every ``nn.ReLU`` module.
+    :param batch_size: Samples per forward pass.
+    :param verbose: Show a progress bar.
+    :return: Ratios, region counts and per-sample region ids per layer.
+    """
+    view, x, batch_size = _prepare(classifier, x, batch_size)
+    refs = _relu_refs(view, layers)
+    uniques = [_unique_rows(p) for p, _ in _packed_patterns(view, x, refs, batch_size, verbose)]
+    n = len(x)
+    return LayerwisePRSResult(
+        layers=[str(r) for r in refs],
+        ratios=np.array([len(c) / n for _, c in uniques]),
+        n_regions=np.array([len(c) for _, c in uniques], dtype=np.int64),
+        region_ids=np.stack([ids for ids, _ in uniques]),
+        n_samples=n,
+    )
+
+
+def final_layer_similarity(classifier: Any, layer: "str | None" = None) -> SimilarityResult:
+    """
+    Cosine similarity between the class rows of the last linear layer,
+    ``S_ij = w_i . w_j / (||w_i||_2 ||w_j||_2)``, and its mean off-diagonal value (PRS paper, Fig. 7-8).
+
+    :param classifier: The classifier (no data needed: the rows are read from the weights).
+    :param layer: Name of an ``nn.Linear`` module; default the last one.
+    :return: The similarity matrix and its mean off-diagonal entry.
+    """
+    layers = dict(module_of(classifier).named_modules())
+    linear = [n for n, m in layers.items() if isinstance(m, nn.Linear)]
+    name = layer if layer is not None else (linear[-1] if linear else None)
+    if name not in linear:
+        raise ValueError(f"{name!r} is not an nn.Linear layer of the model; linear layers: {', '.join(linear) or '(none)'}")
+    w = layers[name].weight.detach().to(torch.float64)
+    unit = w / w.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    matrix = (unit @ unit.T).cpu().numpy()
+    off = matrix[~np.eye(len(matrix), dtype=bool)]
+    return SimilarityResult(matrix=matrix, mean_off_diagonal=float(off.mean()), layer=name)
+
+
+def feature_sparsity(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    layers: "Sequence[str | LayerRef] | None" = None,
+    *,
+    batch_size: int = 256,
+    verbose: bool = False,
+) -> SparsityResult:
+    """
+    Feature sparsity: the fraction of zero (non-positive) activations ``mean_u [h_l(x)_u <= 0]`` per sample and
+    ReLU layer, and its mean over layers (PRS paper, Fig. 12).
+
+    :param classifier: The classifier.
+    :param x: Inputs.
+    :param layers: Layer names; default every ``nn.ReLU`` module.
+    :param batch_size: Samples per forward pass.
+    :param verbose: Show a progress bar.
+    :return: Per-sample, per-layer and mean sparsity.
+    """
+    view, x, batch_size = _prepare(classifier, x, batch_size)
+    refs = _relu_refs(view, layers)
+    parts = _stream(view, x, refs, batch_size, verbose, lambda h: (h <= 0).to(torch.float64).mean(dim=1).cpu())
+    per_sample = torch.stack([torch.cat(p) for p in parts], dim=1).numpy()
+    per_layer = per_sample.mean(axis=0)
+    return SparsityResult(
+        layers=[str(r) for r in refs], per_sample=per_sample, per_layer=per_layer, mean=float(per_layer.mean())
+    )
