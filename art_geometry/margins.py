@@ -1,0 +1,555 @@
+"""
+Distances to the decision boundary: batched DeepFool (L2 and L-inf), optionally inside a subspace, with a bisection
+that refines the crossing and seeded restarts for the samples where DeepFool fails.
+
+DeepFool (Moosavi-Dezfooli, Fawzi and Frossard, "DeepFool: a simple and accurate method to fool deep neural
+networks", CVPR 2016, Algorithm 2 and Eq. (8)-(10) for the multi-class case) linearises the logit differences
+``f_k = Z_k - Z_pred`` around the current point, with ``w_k = grad f_k``, and steps to the nearest linearised
+boundary:
+
+* L2: ``l = argmin_k |f_k| / ||w_k||_2`` and ``r = |f_l| / ||w_l||_2^2 * w_l``;
+* L-inf (the l1-dual step): ``l = argmin_k |f_k| / ||w_k||_1`` and ``r = |f_l| / ||w_l||_1 * sign(w_l)``.
+
+The steps accumulate into ``r_total`` and the iterate is ``x + (1 + overshoot) r_total`` (foolbox 3's placement);
+each sample stops as soon as the model's prediction changes. The subspace-constrained variant of "Hold me tight!"
+(Ortiz-Jimenez et al., NeurIPS 2020, Algorithm 1) replaces ``w_k`` by ``P_S w_k``.
+
+The margin is measured from the region the MODEL PREDICTS at ``x``: the labels only split the samples into
+correctly and incorrectly classified ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from art_geometry._batching import batches
+from art_geometry._model import ModelView, model_view
+from art_geometry._results import ResultMixin, describe
+from art_geometry._validation import check_inputs, check_labels, check_norm, check_positive_int
+from art_geometry.subspaces import Subspace, SubspaceStack
+
+__all__ = ["MarginResult", "SubspaceMarginResult", "deepfool_margins", "subspace_margins", "margin_metric"]
+
+#: Added to the step length (in the chosen norm), as foolbox does, so that a step lands past the linearised
+#: boundary rather than on it.
+_STEP_EPS = 1e-4
+
+
+def _split_summary(margins: np.ndarray, success: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
+    """``describe`` over the finite margins, overall and split by correctness, with failure counts."""
+
+    def part(mask: np.ndarray) -> dict[str, Any]:
+        stats: dict[str, Any] = describe(margins[mask & success])
+        stats["n_failed"] = int((mask & ~success).sum())
+        stats["success_rate"] = float(success[mask].mean()) if mask.any() else float("nan")
+        return stats
+
+    everything = np.ones_like(success)
+    out = part(everything)
+    out["correct"] = part(correct)
+    out["incorrect"] = part(~correct)
+    return out
+
+
+@dataclass(frozen=True)
+class MarginResult(ResultMixin):
+    """
+    DeepFool margins of a set of samples.
+
+    :param margins: ``(N,)`` distance to the boundary of the predicted region in the chosen norm; ``inf`` where
+                    ``success`` is False.
+    :param success: ``(N,)`` whether an adversarial point was found.
+    :param iterations: ``(N,)`` DeepFool iterations used, summed over restarts.
+    :param predictions: ``(N,)`` the model's prediction at ``x`` (the region whose boundary is measured).
+    :param labels: ``(N,)`` the given labels, or the predictions when none were given.
+    :param correct: ``(N,)`` ``predictions == labels``.
+    :param perturbations: ``(N, *shape)`` float32 perturbations, ``x + perturbation`` adversarial where
+                          ``success`` (zeros elsewhere); only with ``return_perturbations=True``.
+    :param norm: The norm (2 or inf).
+    :param subspace: Name of the subspace the perturbations were constrained to, or None.
+    :param params: The parameters used.
+    """
+
+    margins: np.ndarray
+    success: np.ndarray
+    iterations: np.ndarray
+    predictions: np.ndarray
+    labels: np.ndarray
+    correct: np.ndarray
+    perturbations: np.ndarray | None
+    norm: float
+    subspace: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """
+        :return: ``describe`` (median, p05, p95, mean, std_error, ...) of the finite margins, with ``n_failed`` and
+                 ``success_rate``, overall and under ``"correct"`` / ``"incorrect"``; failures are counted, never
+                 dropped silently.
+        """
+        return _split_summary(self.margins, self.success, self.correct)
+
+
+@dataclass(frozen=True)
+class SubspaceMarginResult(ResultMixin):
+    """
+    DeepFool margins of a set of samples inside each of several subspaces.
+
+    :param margins: ``(n_subspaces, N)``, ``inf`` where not successful.
+    :param success: ``(n_subspaces, N)``.
+    :param names: The subspaces' names.
+    :param predictions: ``(N,)`` the model's predictions at ``x``.
+    :param labels: ``(N,)`` the labels, or the predictions.
+    :param correct: ``(N,)``.
+    :param norm: The norm.
+    :param params: The parameters used.
+    """
+
+    margins: np.ndarray
+    success: np.ndarray
+    names: list[str]
+    predictions: np.ndarray
+    labels: np.ndarray
+    correct: np.ndarray
+    norm: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """:return: One ``describe`` (with failure counts, overall and split by correctness) per subspace name."""
+        return {
+            name: _split_summary(self.margins[j], self.success[j], self.correct) for j, name in enumerate(self.names)
+        }
+
+
+@dataclass(frozen=True)
+class _Options:
+    p: float
+    candidates: int
+    overshoot: float
+    max_iter: int
+    refine: bool
+    refine_steps: int
+    restarts: int
+    restart_noise: float
+    box: tuple[float, float] | None
+    seed: int
+
+
+def _class_gradients(
+    view: ModelView, x: torch.Tensor, pred: torch.Tensor, others: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    One forward pass and one batched backward pass for all candidate classes.
+
+    :return: Logits ``(A, C)``, ``f = Z_k - Z_pred`` ``(A, K)`` and ``w = grad f`` ``(A, K, *shape)``. Samples
+             are independent (the model is in eval mode), so the gradient of the batch sum is per-sample.
+    """
+    xa = x.detach().requires_grad_(True)
+    z = view(xa)
+    f = z.gather(1, others) - z.gather(1, pred[:, None])
+    k = others.shape[1]
+    basis = torch.eye(k, device=z.device, dtype=z.dtype)[:, None, :].expand(k, f.shape[0], k)
+    (w,) = torch.autograd.grad(f, xa, basis, is_grads_batched=True)
+    return z.detach(), f.detach(), w.transpose(0, 1)
+
+
+def _step(f: torch.Tensor, w: torch.Tensor, p: float) -> torch.Tensor:
+    """
+    The DeepFool step to the nearest linearised boundary (CVPR 2016, Eq. (8)-(10)), plus ``_STEP_EPS``.
+
+    :param f: ``(A, K)`` logit differences.
+    :param w: ``(A, K, *shape)`` their gradients (projected, in a subspace).
+    :param p: 2 or inf.
+    :return: ``(A, *shape)``; zero for a sample whose gradients all vanish (it cannot move).
+    """
+    flat = w.flatten(2)
+    dual = flat.norm(dim=2) if p == 2 else flat.abs().sum(dim=2)
+    dist = torch.where(dual > 0, f.abs() / dual, torch.full_like(dual, math.inf))
+    best = dist.argmin(dim=1)
+    rows = torch.arange(f.shape[0], device=f.device)
+    d_l, n_l, w_l = dist[rows, best], dual[rows, best], w[rows, best]
+    movable = torch.isfinite(d_l)
+    length = torch.where(movable, d_l + _STEP_EPS, torch.zeros_like(d_l))
+    shape = (-1,) + (1,) * (w_l.ndim - 1)
+    if p == 2:
+        direction = w_l / torch.where(movable, n_l, torch.ones_like(n_l)).reshape(shape)
+    else:
+        direction = w_l.sign()
+    return length.reshape(shape) * direction
+
+
+def _is_adv(view: ModelView, x: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return view(x).argmax(dim=1) != pred
+
+
+def _deepfool(
+    view: ModelView,
+    x0: torch.Tensor,
+    start: torch.Tensor,
+    pred: torch.Tensor,
+    others: torch.Tensor,
+    stack: SubspaceStack | None,
+    which: torch.Tensor,
+    opt: _Options,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    DeepFool from ``start`` for a batch, each sample leaving the active set as soon as its prediction changes.
+
+    :return: The final points ``(B, *shape)``, whether each is adversarial ``(B,)`` and the iterations ``(B,)``.
+    """
+    b = x0.shape[0]
+    x = start.clone()
+    r_total = torch.zeros_like(x0)
+    success = torch.zeros(b, dtype=torch.bool, device=x0.device)
+    iters = torch.zeros(b, dtype=torch.long, device=x0.device)
+    active = torch.arange(b, device=x0.device)
+    for _ in range(opt.max_iter):
+        z, f, w = _class_gradients(view, x[active], pred[active], others[active])
+        adv = z.argmax(dim=1) != pred[active]
+        success[active[adv]] = True
+        keep = ~adv
+        active, f, w = active[keep], f[keep], w[keep]
+        if active.numel() == 0:
+            break
+        if stack is not None:
+            w = stack.project(w, which[active])
+        r = _step(f, w, opt.p)
+        if stack is not None and opt.p != 2:
+            r = stack.project(r, which[active])
+        r_total[active] += r
+        xa = start[active] + (1.0 + opt.overshoot) * r_total[active]
+        if opt.box is not None:
+            xa = xa.clamp(*opt.box)
+        x[active] = xa
+        iters[active] += 1
+    if active.numel():
+        success[active] = _is_adv(view, x[active], pred[active])
+    return x, success, iters
+
+
+def _norms(v: torch.Tensor, p: float) -> torch.Tensor:
+    flat = v.flatten(1)
+    return flat.norm(dim=1) if p == 2 else flat.abs().amax(dim=1)
+
+
+def _bisect(view: ModelView, x0: torch.Tensor, pert: torch.Tensor, pred: torch.Tensor, steps: int) -> torch.Tensor:
+    """
+    Batched bisection on the segment ``x0 + t pert``, ``t in [0, 1]`` (``t = 1`` adversarial): ``hi`` is kept
+    adversarial throughout, so ``x0 + hi pert`` is adversarial and ``hi`` is within ``2^-steps`` of the first
+    crossing found.
+
+    :return: ``hi`` ``(B,)``.
+    """
+    shape = (-1,) + (1,) * (x0.ndim - 1)
+    lo = torch.zeros(x0.shape[0], device=x0.device, dtype=x0.dtype)
+    hi = torch.ones_like(lo)
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        adv = _is_adv(view, x0 + mid.reshape(shape) * pert, pred)
+        hi = torch.where(adv, mid, hi)
+        lo = torch.where(adv, lo, mid)
+    return hi
+
+
+def _restart_noise(keys: torch.Tensor, attempt: int, like: torch.Tensor, opt: _Options) -> torch.Tensor:
+    """
+    Seeded Gaussian noise, std ``opt.restart_noise`` per coordinate, drawn per sample from a generator keyed by
+    ``(seed, sample key, attempt)`` so that it does not depend on the batch a sample falls in. Only the failing
+    samples reach this (a loop over them, outside the hot path).
+    """
+    out = torch.empty_like(like)
+    for i, key in enumerate(keys.tolist()):
+        state = np.random.SeedSequence([opt.seed, int(key), attempt]).generate_state(2)
+        g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        noise = torch.randn(like.shape[1:], generator=g, dtype=torch.float64)
+        out[i] = noise.to(device=like.device, dtype=like.dtype)
+    return out * opt.restart_noise
+
+
+def _margins_rows(
+    view: ModelView,
+    x0: torch.Tensor,
+    keys: torch.Tensor,
+    stack: SubspaceStack | None,
+    which: torch.Tensor,
+    opt: _Options,
+) -> tuple[torch.Tensor, ...]:
+    """
+    Margins of one batch of rows (samples, or sample-subspace pairs).
+
+    :return: ``margins, success, iterations, predictions, perturbations`` as tensors.
+    """
+    with torch.no_grad():
+        logits = view(x0)
+    pred = logits.argmax(dim=1)
+    k = min(opt.candidates, logits.shape[1])
+    ranked = logits.argsort(dim=1, descending=True)[:, :k]
+    # the top-k classes by logit, the predicted one (first) excluded
+    others = ranked[:, 1:]
+    x, success, iters = _deepfool(view, x0, x0, pred, others, stack, which, opt)
+    for attempt in range(1, opt.restarts + 1):
+        failed = (~success).nonzero(as_tuple=True)[0]
+        if failed.numel() == 0:
+            break
+        noise = _restart_noise(keys[failed], attempt, x0[failed], opt)
+        if stack is not None:
+            noise = stack.project(noise, which[failed])
+        start = x0[failed] + noise
+        if opt.box is not None:
+            start = start.clamp(*opt.box)
+        xr, sr, ir = _deepfool(view, x0[failed], start, pred[failed], others[failed], stack, which[failed], opt)
+        x[failed], success[failed], iters[failed] = xr, sr, iters[failed] + ir
+    pert = torch.where(success.reshape((-1,) + (1,) * (x0.ndim - 1)), x - x0, torch.zeros_like(x0))
+    if opt.refine and bool(success.any()):
+        rows = success.nonzero(as_tuple=True)[0]
+        t = _bisect(view, x0[rows], pert[rows], pred[rows], opt.refine_steps)
+        pert[rows] = t.reshape((-1,) + (1,) * (x0.ndim - 1)) * pert[rows]
+    # the returned point must be adversarial: verified here, a sample that is not counts as a failure
+    success &= _is_adv(view, x0 + pert, pred)
+    pert[~success] = 0
+    margins = torch.where(success, _norms(pert, opt.p).to(torch.float64), torch.full_like(success, math.inf, dtype=torch.float64))
+    return margins, success, iters, pred, pert
+
+
+def _options(
+    view: ModelView,
+    norm: Any,
+    candidates: Any,
+    overshoot: Any,
+    max_iter: Any,
+    refine: bool,
+    refine_steps: Any,
+    restarts: Any,
+    restart_noise: Any,
+    box: bool,
+    seed: Any,
+) -> _Options:
+    p = check_norm(norm)
+    candidates = check_positive_int(candidates, "candidates")
+    if candidates < 2:
+        raise ValueError("candidates must be at least 2 (the predicted class and one other)")
+    if not isinstance(overshoot, (int, float)) or not 0 <= overshoot < math.inf:
+        raise ValueError(f"overshoot must be a finite non-negative number, got {overshoot!r}")
+    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 0:
+        raise ValueError(f"restarts must be a non-negative integer, got {restarts!r}")
+    if not isinstance(restart_noise, (int, float)) or not 0 < restart_noise < math.inf:
+        raise ValueError(f"restart_noise must be a finite positive number, got {restart_noise!r}")
+    if box and view.clip_values is None:
+        raise ValueError("box=True clamps into the classifier's clip_values, but this classifier has none")
+    return _Options(
+        p=p,
+        candidates=min(candidates, view.nb_classes),
+        overshoot=float(overshoot),
+        max_iter=check_positive_int(max_iter, "max_iter"),
+        refine=bool(refine),
+        refine_steps=check_positive_int(refine_steps, "refine_steps"),
+        restarts=int(restarts),
+        restart_noise=float(restart_noise),
+        box=view.clip_values if box else None,
+        seed=int(seed),
+    )
+
+
+def _params(opt: _Options, batch_size: int) -> dict[str, Any]:
+    return {
+        "norm": opt.p,
+        "candidates": opt.candidates,
+        "overshoot": opt.overshoot,
+        "max_iter": opt.max_iter,
+        "refine": opt.refine,
+        "refine_steps": opt.refine_steps,
+        "restarts": opt.restarts,
+        "restart_noise": opt.restart_noise,
+        "box": opt.box,
+        "batch_size": batch_size,
+        "seed": opt.seed,
+    }
+
+
+def deepfool_margins(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    y: "np.ndarray | torch.Tensor | None" = None,
+    *,
+    norm: "int | float | str" = 2,
+    subspace: Subspace | None = None,
+    candidates: int = 10,
+    overshoot: float = 0.02,
+    max_iter: int = 50,
+    refine: bool = True,
+    refine_steps: int = 32,
+    restarts: int = 3,
+    restart_noise: float = 1e-2,
+    box: bool = False,
+    return_perturbations: bool = False,
+    batch_size: int = 128,
+    seed: int = 0,
+    verbose: bool = False,
+) -> MarginResult:
+    """
+    Distance from each sample to the boundary of the region the model predicts, by batched DeepFool
+    (Moosavi-Dezfooli et al., CVPR 2016, Algorithm 2; L2 step Eq. (8)-(10), L-inf step with the l1 dual norm),
+    optionally constrained to a subspace ``S`` ("Hold me tight!", Ortiz-Jimenez et al., NeurIPS 2020,
+    Algorithm 1: ``w_k <- P_S w_k``).
+
+    Each iteration takes, for the still-active samples, one forward pass and one batched backward pass for the
+    top-``candidates`` classes; a sample leaves the active set when its prediction changes. The iterate is
+    ``x + (1 + overshoot) r_total`` (foolbox's placement). With ``refine``, a batched bisection on
+    ``x + t r``, ``t in [0, 1]``, finds the crossing so the margin ``||t r||`` is inflated neither by the overshoot
+    nor by a step past the boundary; the returned point is checked to be adversarial. Samples still clean after
+    ``max_iter`` restart from ``x + noise`` (seeded Gaussian, std ``restart_noise``, projected onto ``S``) up to
+    ``restarts`` times; those that still fail get ``success=False`` and margin ``inf``.
+
+    In a subspace with ``norm=inf`` the step is the l1-dual step of the projected gradient
+    ``r = |f_l| / ||P w_l||_1 sign(P w_l)``, then projected onto ``S``; since ``<P w, P sign(P w)> = ||P w||_1``
+    the projected step still reaches the linearised boundary.
+
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module`` (logits).
+    :param x: Inputs ``(N, *input_shape)``.
+    :param y: Labels (indices or one-hot) to split correct from incorrect samples; default: the predictions.
+    :param norm: 2 or inf.
+    :param subspace: Constrain the perturbations to this subspace.
+    :param candidates: Number of top classes by logit at ``x`` considered, the predicted one included (as foolbox).
+    :param overshoot: Overshoot factor of the iterate.
+    :param max_iter: DeepFool iterations per attempt.
+    :param refine: Refine the crossing by bisection.
+    :param refine_steps: Bisection halvings.
+    :param restarts: Noisy restarts for the samples that fail.
+    :param restart_noise: Standard deviation per coordinate of the restart noise, in input units.
+    :param box: Clamp the iterates into the classifier's ``clip_values`` (default: margins in R^D).
+    :param return_perturbations: Also return the perturbations.
+    :param batch_size: Samples per batch.
+    :param seed: Seed of the restart noise.
+    :param verbose: Show a progress bar.
+    :return: A :class:`MarginResult`.
+    """
+    view = model_view(classifier, x)
+    check_inputs(view, x)
+    shape = tuple(int(s) for s in x.shape[1:])
+    if subspace is not None:
+        if not isinstance(subspace, Subspace):
+            raise TypeError(f"subspace must be a Subspace, got {type(subspace).__name__}")
+        subspace.check_shape(shape)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    opt = _options(view, norm, candidates, overshoot, max_iter, refine, refine_steps, restarts, restart_noise, box, seed)
+    labels = None if y is None else check_labels(y, len(x), view.nb_classes)
+    stack = None if subspace is None else SubspaceStack([subspace])
+    parts: list[tuple[torch.Tensor, ...]] = []
+    with view.evaluating(), torch.enable_grad():
+        for sl, xb in batches(view, x, batch_size, verbose=verbose, desc="deepfool"):
+            keys = torch.arange(sl.start, sl.stop, device=view.device)
+            which = torch.zeros(len(keys), dtype=torch.long, device=view.device)
+            out = _margins_rows(view, xb, keys, stack, which, opt)
+            parts.append(tuple(t.detach().cpu() for t in (out if return_perturbations else out[:4])))
+    margins, success, iters, pred = (torch.cat([p[i] for p in parts]).numpy() for i in range(4))
+    perts = torch.cat([p[4] for p in parts]).to(torch.float32).numpy() if return_perturbations else None
+    labels = pred.copy() if labels is None else labels
+    return MarginResult(
+        margins=margins.astype(np.float64),
+        success=success.astype(bool),
+        iterations=iters.astype(np.int64),
+        predictions=pred.astype(np.int64),
+        labels=labels,
+        correct=pred == labels,
+        perturbations=perts,
+        norm=opt.p,
+        subspace=None if subspace is None else subspace.name,
+        params=_params(opt, batch_size),
+    )
+
+
+_SUBSPACE_OPTIONS = {
+    "candidates", "overshoot", "max_iter", "refine", "refine_steps", "restarts", "restart_noise", "box", "seed",
+}
+
+
+def subspace_margins(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    subspaces: Sequence[Subspace],
+    *,
+    y: "np.ndarray | torch.Tensor | None" = None,
+    norm: "int | float | str" = 2,
+    batch_size: int = 128,
+    verbose: bool = False,
+    **deepfool_options: Any,
+) -> SubspaceMarginResult:
+    """
+    DeepFool margins of every sample inside each subspace ("Hold me tight!", Ortiz-Jimenez et al., NeurIPS 2020,
+    Sec. 3: the margin along the diagonal DCT blocks, low to high frequency).
+
+    The subspaces are measured in one pass: a batch of samples is replicated once per subspace and row ``i`` is
+    projected onto its own subspace (for DCT blocks, one transform with a per-row mask). ``batch_size`` counts
+    these (sample, subspace) rows, so each pass holds ``max(1, batch_size // n_subspaces)`` samples.
+
+    :param classifier: The classifier.
+    :param x: Inputs ``(N, *input_shape)``.
+    :param subspaces: Subspaces of the sample shape (e.g. :func:`art_geometry.subspaces.dct_subspaces`).
+    :param y: Labels, to split correct from incorrect samples.
+    :param norm: 2 or inf.
+    :param batch_size: (sample, subspace) rows per pass.
+    :param verbose: Progress bar.
+    :param deepfool_options: ``candidates``, ``overshoot``, ``max_iter``, ``refine``, ``refine_steps``,
+                             ``restarts``, ``restart_noise``, ``box``, ``seed`` as in :func:`deepfool_margins`.
+    :return: A :class:`SubspaceMarginResult`; results equal :func:`deepfool_margins` with ``subspace=`` each one.
+    """
+    unknown = set(deepfool_options) - _SUBSPACE_OPTIONS
+    if unknown:
+        raise TypeError(f"subspace_margins got unsupported options {sorted(unknown)}; allowed: {sorted(_SUBSPACE_OPTIONS)}")
+    view = model_view(classifier, x)
+    check_inputs(view, x)
+    stack = SubspaceStack(subspaces)
+    stack.check_shape(x.shape[1:])
+    batch_size = check_positive_int(batch_size, "batch_size")
+    defaults = {"candidates": 10, "overshoot": 0.02, "max_iter": 50, "refine": True, "refine_steps": 32,
+                "restarts": 3, "restart_noise": 1e-2, "box": False, "seed": 0}
+    defaults.update(deepfool_options)
+    opt = _options(view, norm, **defaults)
+    labels = None if y is None else check_labels(y, len(x), view.nb_classes)
+    n, s = len(x), len(stack)
+    per_pass = max(1, batch_size // s)
+    margins = torch.empty(s, n, dtype=torch.float64)
+    success = torch.empty(s, n, dtype=torch.bool)
+    pred = torch.empty(n, dtype=torch.long)
+    with view.evaluating(), torch.enable_grad():
+        for sl, xb in batches(view, x, per_pass, verbose=verbose, desc="subspace deepfool"):
+            b = xb.shape[0]
+            rows = xb.unsqueeze(0).expand((s,) + tuple(xb.shape)).reshape((s * b,) + tuple(xb.shape[1:]))
+            which = torch.arange(s, device=view.device).repeat_interleave(b)
+            # the same per-sample key as deepfool_margins, so each row draws the same restart noise as there
+            keys = torch.arange(sl.start, sl.stop, device=view.device).repeat(s)
+            m, ok, _, p, _ = _margins_rows(view, rows, keys, stack, which, opt)
+            margins[:, sl] = m.cpu().reshape(s, b)
+            success[:, sl] = ok.cpu().reshape(s, b)
+            pred[sl] = p[:b].cpu()
+    pred_np = pred.numpy().astype(np.int64)
+    labels = pred_np.copy() if labels is None else labels
+    return SubspaceMarginResult(
+        margins=margins.numpy(),
+        success=success.numpy(),
+        names=[sub.name for sub in stack.subspaces],
+        predictions=pred_np,
+        labels=labels,
+        correct=pred_np == labels,
+        norm=opt.p,
+        params=_params(opt, batch_size),
+    )
+
+
+def margin_metric(classifier: Any, x: "np.ndarray | torch.Tensor", norm: "int | float | str" = 2, **options: Any) -> np.ndarray:
+    """
+    ART-style metric function (as ``art.metrics``): the DeepFool margin of each sample.
+
+    :param classifier: The classifier.
+    :param x: Inputs.
+    :param norm: 2 or inf.
+    :param options: Keyword options of :func:`deepfool_margins`.
+    :return: ``(N,)`` float64 margins (``inf`` where DeepFool failed).
+    """
+    return deepfool_margins(classifier, x, norm=norm, **options).margins
