@@ -1,0 +1,287 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from art_geometry.datasets import MLP, make_classifier
+from art_geometry.training import JacobianRegularizedTrainer, TrainingHistory, decision_function
+from tests.helpers import assert_unchanged
+
+
+class TanhNet(nn.Module):
+    """z = W2 tanh(W1 x + b1) + b2, float64."""
+
+    def __init__(self, d: int = 5, h: int = 7, k: int = 4, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.fc1 = nn.Linear(d, h).double()
+        self.fc2 = nn.Linear(h, k).double()
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+def _clf(model: nn.Module, shape: tuple[int, ...], k: int, lr: float = 0.05, clip=None):
+    return make_classifier(model, shape, k, lr=lr, clip_values=clip)
+
+
+def _hand_loss(model: TanhNet, x: torch.Tensor, y: torch.Tensor, c: float, p: float) -> torch.Tensor:
+    """CE + c * mean ||dL/dx||_p with dL/dx = W1^T diag(1 - h^2) (W2[y] - W2[j]) written by hand."""
+    w1, b1, w2, b2 = model.fc1.weight, model.fc1.bias, model.fc2.weight, model.fc2.bias
+    h = torch.tanh(x @ w1.T + b1)
+    z = h @ w2.T + b2
+    ce = torch.nn.functional.cross_entropy(z, y)
+    masked = z.detach().clone()
+    masked[torch.arange(len(y)), y] = -math.inf
+    j = masked.argmax(dim=1)
+    dl_dh = w2[y] - w2[j]
+    dl_dx = ((1 - h**2) * dl_dh) @ w1
+    return ce + c * dl_dx.norm(p=p, dim=1).mean()
+
+
+@pytest.mark.parametrize("p", [1, 2, np.inf])
+def test_regulariser_gradient_matches_hand_formula(p):
+    model = TanhNet()
+    clf = _clf(model, (5,), 4)
+    trainer = JacobianRegularizedTrainer(clf, c=0.7, norm=p)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(9, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (9,), generator=g)
+    loss, _ = trainer.compute_loss(x, y)
+    got = torch.autograd.grad(loss, list(model.parameters()))
+    want_loss = _hand_loss(model, x, y, 0.7, float(p))
+    want = torch.autograd.grad(want_loss, list(model.parameters()))
+    assert torch.allclose(loss, want_loss, rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_regulariser_gradient_matches_finite_differences():
+    model = TanhNet(seed=3)
+    clf = _clf(model, (5,), 4)
+    trainer = JacobianRegularizedTrainer(clf, c=1.3, norm=2)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,), generator=g)
+    loss, _ = trainer.compute_loss(x, y)
+    (grad,) = torch.autograd.grad(loss, [model.fc1.weight])
+    h = 1e-6
+    w = model.fc1.weight
+    for idx in [(0, 0), (3, 2), (6, 4)]:
+        with torch.no_grad():
+            w[idx] += h
+        up = trainer.compute_loss(x, y)[0].item()
+        with torch.no_grad():
+            w[idx] -= 2 * h
+        down = trainer.compute_loss(x, y)[0].item()
+        with torch.no_grad():
+            w[idx] += h
+        assert grad[idx].item() == pytest.approx((up - down) / (2 * h), rel=1e-6, abs=1e-8)
+
+
+def test_decision_function_and_cross_entropy_target():
+    logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, -1.0]])
+    assert torch.equal(decision_function(logits, torch.tensor([0, 0])), torch.tensor([1.0, -5.0]))
+    model = TanhNet()
+    trainer = JacobianRegularizedTrainer(_clf(model, (5,), 4), c=1.0, norm=2, target="cross_entropy", squared=True)
+    x = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3])
+    xr = x.clone().requires_grad_(True)
+    per = torch.nn.functional.cross_entropy(model(xr), y, reduction="none")
+    (g,) = torch.autograd.grad(per.sum(), xr)
+    _, parts = trainer.compute_loss(x, y)
+    assert parts["reg"].item() == pytest.approx(g.square().sum(dim=1).mean().item(), rel=1e-12)
+
+
+def test_projection_estimate_is_unbiased_for_frobenius_norm():
+    model = TanhNet()
+    trainer = JacobianRegularizedTrainer(_clf(model, (5,), 4), c=1.0, projections=4000)
+    x = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(3, dtype=torch.long)
+    _, parts = trainer.compute_loss(x, y)
+    jac = torch.func.vmap(torch.func.jacrev(model))(x)
+    exact = jac.square().sum(dim=(1, 2)).mean().item()
+    assert parts["reg"].item() == pytest.approx(exact, rel=0.05)
+
+
+def _plain_loop(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, bs: int, seed: int, lr: float):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=g)
+        for s in range(0, len(x), bs):
+            idx = perm[s : s + bs]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            opt.step()
+
+
+def test_c_zero_reproduces_natural_training(digits):
+    x, y = digits.x_train[:300], digits.y_train[:300]
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+    b = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+    b.load_state_dict(a.state_dict())
+    a.eval()
+    clf = _clf(a, (1, 8, 8), 10, lr=1e-2)
+    trainer = JacobianRegularizedTrainer(clf, c=0.0, norm=2)
+    hist = trainer.fit(x, y, batch_size=50, nb_epochs=2, seed=7, verbose=False)
+    _plain_loop(b, x, y, 2, 50, 7, 1e-2)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert not a.training, "the user's eval mode is restored"
+    assert hist.nb_epochs == 2 and np.all(hist.reg > 0)
+
+
+def test_regularised_model_is_flatter_and_more_robust(digits):
+    from art.attacks.evasion import FastGradientMethod
+
+    x_te, y_te = digits.x_test[:200], digits.y_test[:200]
+    out = {}
+    for c in (0.0, 0.03):
+        torch.manual_seed(0)
+        clf = make_classifier(MLP((1, 8, 8), (64,)), (1, 8, 8), 10, lr=5e-3)
+        JacobianRegularizedTrainer(clf, c=c, norm=1).fit(
+            digits.x_train, digits.y_train, batch_size=128, nb_epochs=8, seed=0, verbose=False
+        )
+        xr = torch.from_numpy(x_te).requires_grad_(True)
+        dl = decision_function(clf.model(xr), torch.from_numpy(y_te))
+        (g,) = torch.autograd.grad(dl.sum(), xr)
+        jac_l1 = g.flatten(1).abs().sum(dim=1).mean().item()
+        x_adv = FastGradientMethod(clf, eps=0.1, batch_size=256).generate(x_te, y=y_te)
+        out[c] = (jac_l1, float((clf.predict(x_adv).argmax(1) == y_te).mean()))
+    assert out[0.03][0] < 0.6 * out[0.0][0]
+    assert out[0.03][1] > out[0.0][1] + 0.1
+
+
+class Recorder:
+    def __init__(self, fail_at: int | None = None):
+        self.events: list[str] = []
+        self.fail_at = fail_at
+        self.modes: list[bool] = []
+
+    def on_train_begin(self, trainer):
+        self.events.append("begin")
+
+    def on_epoch_end(self, epoch, trainer, logs):
+        self.events.append(f"epoch{epoch}")
+        self.modes.append(trainer.view.module.training)
+        assert set(logs) >= {"loss", "ce", "reg", "accuracy", "val_loss", "val_accuracy", "lr", "time"}
+        if epoch == self.fail_at:
+            raise RuntimeError("stop here")
+
+    def on_train_end(self, trainer):
+        self.events.append("end")
+
+
+def test_sequential_onehot_scheduler_validation_callbacks(digits):
+    x, y = digits.x_train[:256], digits.y_train[:256]
+    onehot = np.eye(10, dtype=np.float32)[y]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+    model.eval()
+    clf = _clf(model, (1, 8, 8), 10, lr=1e-2, clip=(0.0, 1.0))
+    sched = torch.optim.lr_scheduler.StepLR(clf.optimizer, step_size=1, gamma=0.5)
+    rec = Recorder()
+    trainer = JacobianRegularizedTrainer(clf, c=0.01, norm=np.inf)
+    running = model[2].running_mean.clone()
+    x_copy = x.copy()
+    hist = trainer.fit(
+        x, onehot, batch_size=64, nb_epochs=3, validation_data=(digits.x_test[:100], digits.y_test[:100]),
+        callbacks=[rec], scheduler=sched, verbose=False,
+    )
+    assert isinstance(hist, TrainingHistory) and hist is trainer.history
+    assert rec.events == ["begin", "epoch0", "epoch1", "epoch2", "end"]
+    assert rec.modes == [True, True, True]
+    assert np.allclose(hist.lr, [1e-2, 5e-3, 2.5e-3])
+    assert np.all(np.isfinite(hist.val_loss)) and np.all((hist.val_accuracy >= 0) & (hist.val_accuracy <= 1))
+    assert not torch.equal(model[2].running_mean, running), "BatchNorm statistics updated in train mode"
+    assert not model.training and np.array_equal(x, x_copy)
+    assert hist.to_dict()["summary"]["nb_epochs"] == 3
+
+
+def test_reduce_on_plateau_and_generator(digits):
+    from art.data_generators import NumpyDataGenerator
+
+    torch.manual_seed(0)
+    clf = make_classifier(MLP((1, 8, 8), (16,)), (1, 8, 8), 10, lr=1e-2)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(clf.optimizer, patience=0, factor=0.1, threshold=10.0)
+    gen = NumpyDataGenerator(digits.x_train[:200], digits.y_train[:200], batch_size=50, shuffle=False)
+    hist = JacobianRegularizedTrainer(clf, c=0.01, projections=1).fit_generator(
+        gen, nb_epochs=3, scheduler=sched, verbose=False
+    )
+    assert hist.nb_epochs == 3
+    assert hist.lr[0] == pytest.approx(1e-2) and hist.lr[-1] < 1e-2
+
+
+def test_seed_controls_shuffling_and_global_rng_untouched(digits):
+    x, y = digits.x_train[:200], digits.y_train[:200]
+
+    def run(seed):
+        torch.manual_seed(0)
+        clf = make_classifier(MLP((1, 8, 8), (16,)), (1, 8, 8), 10, lr=1e-2)
+        np_state, torch_state = np.random.get_state(), torch.get_rng_state()
+        JacobianRegularizedTrainer(clf, c=0.05).fit(x, y, batch_size=32, nb_epochs=1, seed=seed, verbose=False)
+        assert torch.equal(torch.get_rng_state(), torch_state)
+        assert np.array_equal(np.random.get_state()[1], np_state[1])
+        return torch.cat([p.detach().flatten() for p in clf.model.parameters()])
+
+    assert torch.equal(run(3), run(3))
+    assert not torch.equal(run(3), run(4))
+
+
+def test_callback_error_keeps_state_consistent(digits):
+    torch.manual_seed(0)
+    model = MLP((1, 8, 8), (16,))
+    model.eval()
+    clf = make_classifier(model, (1, 8, 8), 10)
+    trainer = JacobianRegularizedTrainer(clf, c=0.01)
+    with pytest.raises(RuntimeError, match="stop here"):
+        trainer.fit(digits.x_train[:128], digits.y_train[:128], batch_size=64, nb_epochs=4,
+                    callbacks=[Recorder(fail_at=1)], verbose=False)
+    assert not any(m.training for m in model.modules())
+    assert trainer.history is not None and trainer.history.nb_epochs == 2
+    assert all(p.grad is not None for p in model.parameters()), "the epoch's optimizer steps completed"
+
+
+def test_bad_input(digits):
+    clf = make_classifier(MLP((1, 8, 8), (16,)), (1, 8, 8), 10)
+    with pytest.raises(ValueError, match="non-negative"):
+        JacobianRegularizedTrainer(clf, c=-1.0)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        JacobianRegularizedTrainer(clf, norm=3)
+    with pytest.raises(ValueError, match="target must be one of"):
+        JacobianRegularizedTrainer(clf, target="hinge")
+    with pytest.raises(ValueError, match="projections"):
+        JacobianRegularizedTrainer(clf, projections=0)
+    trainer = JacobianRegularizedTrainer(clf)
+    x, y = digits.x_train[:32], digits.y_train[:32]
+    with pytest.raises(TypeError, match="LRScheduler"):
+        trainer.fit(x, y, nb_epochs=1, scheduler=object(), verbose=False)
+    other = torch.optim.lr_scheduler.StepLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), 1)
+    with pytest.raises(ValueError, match="another optimizer"):
+        trainer.fit(x, y, nb_epochs=1, scheduler=other, verbose=False)
+    with pytest.raises(ValueError, match="labels 31 samples"):
+        trainer.fit(x, y[:31], nb_epochs=1, verbose=False)
+    no_opt = make_classifier(MLP((1, 8, 8), (16,)), (1, 8, 8), 10)
+    no_opt._optimizer = None
+    with pytest.raises(ValueError, match="no optimizer"):
+        JacobianRegularizedTrainer(no_opt)
+
+
+def test_inputs_not_mutated(digits):
+    x, y = digits.x_train[:64].copy(), digits.y_train[:64].copy()
+    clf = make_classifier(MLP((1, 8, 8), (16,)), (1, 8, 8), 10)
+    before = {n: m.training for n, m in clf.model.named_modules()}
+    x_t = torch.from_numpy(x.copy())
+    with assert_unchanged(nn.Identity(), x, y, x_t):
+        JacobianRegularizedTrainer(clf, c=0.1).fit(x, y, batch_size=16, nb_epochs=1, verbose=False)
+        JacobianRegularizedTrainer(clf, c=0.1).fit(x_t, y, batch_size=16, nb_epochs=1, verbose=False)
+    assert {n: m.training for n, m in clf.model.named_modules()} == before
