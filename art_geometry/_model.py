@@ -169,7 +169,13 @@ class ModelView:
         several times in one forward yields several tensors). Clear the lists between batches.
 
         :param refs: Resolved layer references.
+        :raises TypeError: For a TorchScript module (it has no hooks).
         """
+        if isinstance(self.module, torch.jit.ScriptModule):
+            raise TypeError(
+                "TorchScript modules do not support forward hooks, so layer activations cannot be read; "
+                "pass the Python nn.Module (e.g. module:factory plus a state_dict on the command line)"
+            )
         store: dict[LayerRef, list[torch.Tensor]] = {r: [] for r in refs}
         handles = []
         try:
