@@ -238,6 +238,11 @@ def _norms(v: torch.Tensor, p: float) -> torch.Tensor:
     return flat.norm(dim=1) if p == 2 else flat.abs().amax(dim=1)
 
 
+def _storable(pert: torch.Tensor) -> torch.Tensor:
+    """A perturbation rounded to float32, the dtype it is returned in, so the checked point is the returned one."""
+    return pert.to(torch.float32).to(pert.dtype)
+
+
 def _bisect(view: ModelView, x0: torch.Tensor, pert: torch.Tensor, pred: torch.Tensor, steps: int) -> torch.Tensor:
     """
     Batched bisection on the segment ``x0 + t pert``, ``t in [0, 1]`` (``t = 1`` adversarial): ``hi`` is kept
@@ -251,7 +256,7 @@ def _bisect(view: ModelView, x0: torch.Tensor, pert: torch.Tensor, pred: torch.T
     hi = torch.ones_like(lo)
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
-        adv = _is_adv(view, x0 + mid.reshape(shape) * pert, pred)
+        adv = _is_adv(view, x0 + _storable(mid.reshape(shape) * pert), pred)
         hi = torch.where(adv, mid, hi)
         lo = torch.where(adv, lo, mid)
     return hi
@@ -310,6 +315,7 @@ def _margins_rows(
         rows = success.nonzero(as_tuple=True)[0]
         t = _bisect(view, x0[rows], pert[rows], pred[rows], opt.refine_steps)
         pert[rows] = t.reshape((-1,) + (1,) * (x0.ndim - 1)) * pert[rows]
+    pert = _storable(pert)
     # the returned point must be adversarial: verified here, a sample that is not counts as a failure
     success &= _is_adv(view, x0 + pert, pred)
     pert[~success] = 0
