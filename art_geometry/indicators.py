@@ -1,0 +1,569 @@
+"""
+Robustness indicators from the input-space Jacobian and Hessian of the decision function.
+
+From "Interpreting Adversarial Robustness: A View from Decision Surface in Input Space" (Yu et al., ICLR 2019
+submission, arXiv:1810.00144, Sec. 5, eq. 4-9). With ``L(x) = Z_t(x) - max_{i != t} Z_i(x)``, the second-order
+Taylor model of a perturbation ``d`` is
+
+    L(x + d) - L(x) ~ J d + 1/2 d^T H d,        J = grad_x L,  H = hess_x L = E diag(lambda) E^T      (eq. 4-7)
+
+and, with ``y = E^T d``,
+
+    |J d + 1/2 d^T H d| <= sum_i |J_i| |d_i| + 1/2 sum_i |lambda_i| y_i^2                              (eq. 8-9)
+
+so small Jacobian entries and small Hessian eigenvalues mean a wide, flat plateau around ``x``.
+
+At a given ``x`` the maximising competitor ``m = argmax_{i != t} Z_i(x)`` is fixed, so ``J`` and ``H`` are those of
+``Z_t - Z_m``. For piecewise-linear (ReLU, max-pool) networks ``Z`` is affine on each activation region, so ``H`` is
+zero almost everywhere: :func:`hessian_eigenvalues` warns when every eigenvalue is zero and offers the Hessian of
+the cross-entropy (``of="loss"``), ``J_Z^T (diag(p) - p p^T) J_Z``, whose softmax part is not zero (rank <= C - 1
+for such networks).
+
+Hessian-vector products come from double backward on a retained graph (one forward and one backward per batch of
+samples, then one backward per product); many products at once use ``is_grads_batched``. Top-k eigenvalues come
+from a Lanczos iteration with full reorthogonalisation, batched over samples, restarted in the orthogonal
+complement on breakdown (so multiple and zero eigenvalues are found), stopped when every wanted Ritz pair has a
+residual ``|beta_m s_{m,i}| <= tol * ||H||``; the full spectrum from all ``D`` products with the identity and
+``torch.linalg.eigvalsh``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from art_geometry._model import ModelView, model_view
+from art_geometry._results import ResultMixin, describe
+from art_geometry._rng import generator
+from art_geometry._validation import check_inputs, check_norm, check_positive_int
+from art_geometry.surface import _labels, decision_values
+
+__all__ = [
+    "JacobianResult",
+    "HessianResult",
+    "IndicatorResult",
+    "jacobian_stats",
+    "hessian_eigenvalues",
+    "robustness_indicator",
+]
+
+#: Largest input dimension for which ``full=True`` builds the ``D x D`` Hessian.
+FULL_SPECTRUM_MAX_DIM = 4096
+
+_OBJECTIVES = ("decision", "loss")
+
+
+class _InputHessian:
+    """
+    The gradient and Hessian-vector products of a per-sample objective with respect to a batch of inputs.
+
+    The objective is ``L = Z_t - max_{i != t} Z_i`` (``"decision"``) or the cross-entropy ``-log softmax(Z)_t``
+    (``"loss"``); samples are independent in eval mode, so the gradient of the batch sum holds every per-sample
+    gradient, and a product with a batch of vectors ``V`` (one per sample) holds every ``H_n v_n``.
+    """
+
+    def __init__(self, view: ModelView, x: torch.Tensor, labels: torch.Tensor, of: str):
+        self.x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = view(self.x)
+            values = decision_values(logits, labels)[0] if of == "decision" else F.cross_entropy(
+                logits, labels, reduction="none"
+            )
+            (grad,) = torch.autograd.grad(values.sum(), self.x, create_graph=True)
+        self.values = values.detach()
+        self.grad = grad.detach().flatten(1)
+        self._graph = grad if grad.requires_grad else None
+
+    @property
+    def dim(self) -> int:
+        """Input dimension ``D``."""
+        return self.grad.shape[1]
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """:param v: ``(B, D)``. :return: ``(B, D)`` rows ``H_n v_n``."""
+        if self._graph is None:
+            return torch.zeros_like(v)
+        (hv,) = torch.autograd.grad(self._graph, self.x, grad_outputs=v.view_as(self.x), retain_graph=True)
+        return hv.flatten(1)
+
+    def matmat(self, v: torch.Tensor) -> torch.Tensor:
+        """:param v: ``(K, B, D)``. :return: ``(K, B, D)``, ``H_n v_{k, n}``, in one vectorised backward."""
+        if self._graph is None:
+            return torch.zeros_like(v)
+        (hv,) = torch.autograd.grad(
+            self._graph, self.x, grad_outputs=v.view(len(v), *self.x.shape), retain_graph=True,
+            is_grads_batched=True,
+        )
+        return hv.flatten(2)
+
+
+def _orthogonalise(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Remove from ``w`` ``(B, D)`` its components on the orthonormal rows of ``basis`` ``(B, m, D)``, twice."""
+    for _ in range(2):
+        w = w - torch.einsum("bmd,bm->bd", basis, torch.einsum("bmd,bd->bm", basis, w))
+    return w
+
+
+def _tridiagonal(alphas: list[torch.Tensor], betas: list[torch.Tensor]) -> torch.Tensor:
+    a = torch.stack(alphas, dim=1)
+    t = torch.diag_embed(a)
+    if len(betas) > 1:
+        b = torch.stack(betas[:-1], dim=1)
+        t = t + torch.diag_embed(b, offset=1) + torch.diag_embed(b, offset=-1)
+    return t
+
+
+def _top_by_magnitude(values: torch.Tensor, k: int) -> torch.Tensor:
+    order = values.abs().argsort(dim=1, descending=True, stable=True)
+    return values.gather(1, order[:, :k])
+
+
+def _lanczos(op: _InputHessian, k: int, tol: float, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+    """
+    Top-``k`` eigenvalues by magnitude of every sample's Hessian, by Lanczos with full reorthogonalisation.
+
+    On breakdown (``beta <= 100 eps ||H||``) the Krylov block since the last restart spans an invariant subspace;
+    started from a random vector, it holds (with probability one) exactly one eigenvector per distinct eigenvalue
+    of ``H`` on the space it explored, so the rest of the spectrum only repeats the block's values ``V``. The next
+    block starts from a fresh random vector orthogonal to all previous ones (the coupling in ``T`` is zero, so
+    ``T`` stays exact). A sample is done when
+
+    - a block of length one completes: the whole remaining space is one eigenspace, its value fills the spectrum;
+    - a block completes and the ``k``-th largest magnitude found so far is ``>= max |V|``: further copies of ``V``
+      cannot enter the top-``k``;
+    - no block has completed yet and every wanted Ritz value has residual ``|beta_m s_{m,i}| <= tol ||H||``
+      (an error bound on each; multiplicities are then found only through roundoff, as in ARPACK);
+    - ``D`` steps were taken (``T`` is then similar to ``H``).
+
+    :return: ``(B, k)`` eigenvalues sorted by decreasing magnitude, and the number of products per sample.
+    """
+    b, d = op.grad.shape
+    dtype, device = op.grad.dtype, op.grad.device
+    breakdown = 100 * torch.finfo(dtype).eps
+
+    def fresh(basis: torch.Tensor | None) -> torch.Tensor:
+        r = torch.randn(b, d, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+        if basis is not None:
+            r = _orthogonalise(r, basis)
+        return r / r.norm(dim=1, keepdim=True)
+
+    q = fresh(None)
+    basis = q[:, None, :]
+    alphas: list[torch.Tensor] = []
+    betas: list[torch.Tensor] = []
+    scale = torch.zeros(b, device=device, dtype=dtype)
+    block_start = [0] * b
+    result: list[torch.Tensor | None] = [None] * b
+    for step in range(1, d + 1):
+        w = op.matvec(q)
+        alphas.append((w * q).sum(dim=1))
+        w = _orthogonalise(w, basis)
+        beta = w.norm(dim=1)
+        scale = torch.maximum(scale, torch.maximum(alphas[-1].abs(), beta))
+        broken = beta <= breakdown * scale
+        betas.append(torch.where(broken, 0.0, beta))
+        t = _tridiagonal(alphas, betas)
+        for i in broken.nonzero()[:, 0].tolist():
+            if result[i] is None:
+                block = torch.linalg.eigvalsh(t[i, block_start[i] :, block_start[i] :])
+                found = torch.linalg.eigvalsh(t[i])
+                if len(block) == 1:
+                    result[i] = _top_by_magnitude(torch.cat([found, block.expand(d - step)])[None], k)[0]
+                elif step >= k and _top_by_magnitude(found[None], k)[0, -1].abs() >= block.abs().max():
+                    result[i] = _top_by_magnitude(found[None], k)[0]
+            block_start[i] = step
+        pending = [i for i in range(b) if result[i] is None]
+        if pending and (step == d or (step >= k and (step <= 64 or step % 8 == 0))):
+            theta, s = torch.linalg.eigh(t)
+            top = _top_by_magnitude(theta, k)
+            residual = beta[:, None] * s[:, -1, :].abs()
+            wanted = theta.abs().argsort(dim=1, descending=True)[:, :k]
+            ok = (residual.gather(1, wanted) <= tol * scale[:, None]).all(dim=1)
+            for i in pending:
+                if step == d or (block_start[i] == 0 and bool(ok[i])):
+                    result[i] = top[i]
+        if all(r is not None for r in result):
+            return torch.stack(result), step  # type: ignore[arg-type]
+        q = w / torch.where(broken, 1.0, beta)[:, None]
+        if bool(broken.any()):
+            q = torch.where(broken[:, None], fresh(basis), q)
+        basis = torch.cat([basis, q[:, None, :]], dim=1)
+    raise AssertionError("unreachable: Lanczos stops at step D")
+
+
+def _full_spectrum(op: _InputHessian, chunk: int) -> torch.Tensor:
+    """:return: ``(B, D)`` all eigenvalues of each ``H_n`` (from ``D`` products with the identity), by magnitude."""
+    b, d = op.grad.shape
+    eye = torch.eye(d, device=op.grad.device, dtype=op.grad.dtype)
+    cols = []
+    for start in range(0, d, chunk):
+        v = eye[start : start + chunk, None, :].expand(-1, b, -1)
+        cols.append(op.matmat(v))
+    h = torch.cat(cols).permute(1, 0, 2)
+    return _top_by_magnitude(torch.linalg.eigvalsh((h + h.transpose(1, 2)) / 2), d)
+
+
+@dataclass(frozen=True)
+class JacobianResult(ResultMixin):
+    """
+    The input gradient ``J = grad_x L`` of the decision function per sample (Yu et al. 2019, eq. 4 and 9).
+
+    :param gradients: ``(N, *input_shape)`` the gradients, as images.
+    :param l1: ``(N,)`` ``||J||_1``.
+    :param l2: ``(N,)`` ``||J||_2``.
+    :param sparsity: ``(N,)`` fraction of entries with ``|J_i| < threshold``.
+    :param decision: ``(N,)`` ``L(x)``.
+    :param labels: ``(N,)`` labels ``t`` used.
+    :param threshold: The sparsity threshold.
+    """
+
+    gradients: np.ndarray
+    l1: np.ndarray
+    l2: np.ndarray
+    sparsity: np.ndarray
+    decision: np.ndarray
+    labels: np.ndarray
+    threshold: float
+
+    def summary(self) -> dict[str, Any]:
+        """:return: Distributions of the l1 and l2 norms and of the sparsity."""
+        return {
+            "n_samples": int(len(self.l1)),
+            "threshold": self.threshold,
+            "l1": describe(self.l1),
+            "l2": describe(self.l2),
+            "sparsity": describe(self.sparsity),
+        }
+
+
+@dataclass(frozen=True)
+class HessianResult(ResultMixin):
+    """
+    Eigenvalues of the input Hessian per sample (Yu et al. 2019, eq. 6-9).
+
+    :param eigenvalues: ``(N, k)`` top-``k`` eigenvalues by decreasing magnitude, or ``(N, D)`` all of them.
+    :param l1: ``(N,)`` ``sum |lambda_i|`` over the returned eigenvalues (a lower bound of the full sum for top-k).
+    :param sparsity: ``(N,)`` fraction of returned eigenvalues with ``|lambda| < zero_tol``.
+    :param labels: ``(N,)`` labels ``t`` used.
+    :param of: ``"decision"`` (Hessian of ``L``) or ``"loss"`` (Hessian of the cross-entropy).
+    :param full: Whether the full spectrum was computed.
+    :param zero_tol: Threshold below which an eigenvalue counts as zero.
+    :param n_products: Hessian-vector products per sample.
+    """
+
+    eigenvalues: np.ndarray
+    l1: np.ndarray
+    sparsity: np.ndarray
+    labels: np.ndarray
+    of: str
+    full: bool
+    zero_tol: float
+    n_products: int
+
+    @property
+    def max_abs(self) -> np.ndarray:
+        """``(N,)`` the largest eigenvalue magnitude of each sample."""
+        return np.abs(self.eigenvalues[:, 0])
+
+    def summary(self) -> dict[str, Any]:
+        """:return: Distributions of the largest magnitude, the l1 and the sparsity."""
+        return {
+            "of": self.of,
+            "full": self.full,
+            "k": int(self.eigenvalues.shape[1]),
+            "n_samples": int(len(self.l1)),
+            "max_abs": describe(self.max_abs),
+            "l1": describe(self.l1),
+            "sparsity": describe(self.sparsity),
+            "n_products": self.n_products,
+        }
+
+
+@dataclass(frozen=True)
+class IndicatorResult(ResultMixin):
+    """
+    The second-order robustness indicator of Yu et al. (2019, eq. 9) over an ``eps`` ball.
+
+    :param decision: ``(N,)`` ``L(x)``.
+    :param first_order: ``(N,)`` worst case of ``sum |J_i| |d_i|`` over the ball.
+    :param curvature: ``(N,)`` worst case of ``1/2 sum |lambda_i| y_i^2`` over the ball.
+    :param bound: ``(N,)`` ``first_order + curvature``.
+    :param certified: ``(N,)`` ``bound < L(x)``: the decision is kept on the whole ball by the second-order model.
+    :param jacobian_l1: ``(N,)`` ``||J||_1``.
+    :param jacobian_l2: ``(N,)`` ``||J||_2``.
+    :param max_abs_eigenvalue: ``(N,)`` ``max |lambda|`` of the decision Hessian.
+    :param labels: ``(N,)`` labels ``t`` used.
+    :param eps: Radius of the ball.
+    :param norm: Its norm (``2`` or ``inf``).
+    :param dim: Input dimension ``D``.
+    """
+
+    decision: np.ndarray
+    first_order: np.ndarray
+    curvature: np.ndarray
+    bound: np.ndarray
+    certified: np.ndarray
+    jacobian_l1: np.ndarray
+    jacobian_l2: np.ndarray
+    max_abs_eigenvalue: np.ndarray
+    labels: np.ndarray
+    eps: float
+    norm: float
+    dim: int
+
+    def summary(self) -> dict[str, Any]:
+        """:return: Certified fraction, and distributions of the bound, its two terms and ``L(x) - bound``."""
+        return {
+            "eps": self.eps,
+            "norm": "inf" if np.isinf(self.norm) else int(self.norm),
+            "n_samples": int(len(self.bound)),
+            "certified_fraction": float(self.certified.mean()),
+            "bound": describe(self.bound),
+            "first_order": describe(self.first_order),
+            "curvature": describe(self.curvature),
+            "slack": describe(self.decision - self.bound),
+            "jacobian_l1": describe(self.jacobian_l1),
+        }
+
+
+def _prepare(classifier: Any, x: Any, batch_size: Any) -> tuple[ModelView, int]:
+    view = model_view(classifier, x)
+    check_inputs(view, x)
+    return view, check_positive_int(batch_size, "batch_size")
+
+
+def _chunks(view: ModelView, x: Any, labels: torch.Tensor, batch_size: int, verbose: bool, desc: str):
+    for start in tqdm(range(0, len(x), batch_size), disable=not verbose, leave=False, desc=desc):
+        yield view.to_tensor(x[start : start + batch_size]), labels[start : start + batch_size]
+
+
+def jacobian_stats(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    y: Any = None,
+    *,
+    threshold: float = 1e-3,
+    batch_size: int = 256,
+    verbose: bool = False,
+) -> JacobianResult:
+    """
+    The input gradient ``J = grad_x L`` of the decision function ``L = Z_t - max_{i != t} Z_i`` per sample, its
+    l1 and l2 norms and its sparsity ``mean(|J_i| < threshold)`` (Yu et al. 2019, eq. 4 and 9: a sparse, small
+    ``J`` bounds the first-order change ``sum |J_i| |d_i|``).
+
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module`` returning logits.
+    :param x: Inputs ``(N, *input_shape)``.
+    :param y: Labels ``t``; ``None`` uses the model's predictions.
+    :param threshold: Magnitude below which a gradient entry counts as zero, ``>= 0``.
+    :param batch_size: Samples per pass.
+    :param verbose: Show a progress bar.
+    :return: A :class:`JacobianResult`.
+    """
+    view, batch_size = _prepare(classifier, x, batch_size)
+    if not np.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    with view.evaluating():
+        labels = _labels(view, x, y, batch_size, verbose)
+        values, grads = [], []
+        for xb, lb in _chunks(view, x, labels, batch_size, verbose, "jacobian"):
+            xb.requires_grad_(True)
+            with torch.enable_grad():
+                val = decision_values(view(xb), lb)[0]
+                (g,) = torch.autograd.grad(val.sum(), xb)
+            values.append(val.detach())
+            grads.append(g.flatten(1))
+    j = torch.cat(grads).double()
+    return JacobianResult(
+        gradients=j.reshape(len(x), *x.shape[1:]).cpu().numpy(),
+        l1=j.abs().sum(dim=1).cpu().numpy(),
+        l2=j.norm(dim=1).cpu().numpy(),
+        sparsity=(j.abs() < threshold).double().mean(dim=1).cpu().numpy(),
+        decision=torch.cat(values).double().cpu().numpy(),
+        labels=labels.cpu().numpy(),
+        threshold=float(threshold),
+    )
+
+
+def _check_k(k: Any, dim: int) -> int:
+    k = check_positive_int(k, "k")
+    if k > dim:
+        raise ValueError(f"k={k} eigenvalues asked for, but the input has only {dim} dimensions")
+    return k
+
+
+def hessian_eigenvalues(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    y: Any = None,
+    *,
+    k: int = 20,
+    of: str = "decision",
+    full: bool = False,
+    zero_tol: float = 1e-10,
+    tol: float = 1e-6,
+    seed: int = 0,
+    batch_size: int = 16,
+    verbose: bool = False,
+) -> HessianResult:
+    """
+    Eigenvalues of the Hessian with respect to the input of ``L = Z_t - Z_m`` (``of="decision"``, ``m`` the
+    maximising competitor at ``x``) or of the cross-entropy (``of="loss"``) per sample (Yu et al. 2019, eq. 6-9).
+
+    ``full=False``: the top-``k`` by magnitude, by a Lanczos iteration with full reorthogonalisation on
+    Hessian-vector products, batched over the samples of a chunk, stopped when each wanted Ritz value has residual
+    ``<= tol * ||H||`` (an eigenvalue error bound). ``full=True``: all ``D`` eigenvalues from ``D`` batched products
+    with the identity and ``torch.linalg.eigvalsh`` (``D <= FULL_SPECTRUM_MAX_DIM``).
+
+    For piecewise-linear (ReLU, max-pool) networks the decision Hessian is zero almost everywhere; a warning says
+    so when every eigenvalue is zero, and ``of="loss"`` gives the non-zero softmax curvature.
+
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module`` returning logits.
+    :param x: Inputs ``(N, *input_shape)``.
+    :param y: Labels ``t``; ``None`` uses the model's predictions.
+    :param k: Eigenvalues per sample (``<= D``); ignored with ``full=True``.
+    :param of: ``"decision"`` or ``"loss"``.
+    :param full: Compute the whole spectrum.
+    :param zero_tol: Magnitude below which an eigenvalue counts as zero (the paper's sparsity).
+    :param tol: Relative residual at which Lanczos stops.
+    :param seed: Seed of the Lanczos start vectors.
+    :param batch_size: Samples per chunk (each chunk keeps its double-backward graph in memory).
+    :param verbose: Show a progress bar.
+    :return: A :class:`HessianResult`.
+    """
+    view, batch_size = _prepare(classifier, x, batch_size)
+    if of not in _OBJECTIVES:
+        raise ValueError(f"of must be one of {_OBJECTIVES}, got {of!r}")
+    dim = int(np.prod(x.shape[1:]))
+    if full and dim > FULL_SPECTRUM_MAX_DIM:
+        raise ValueError(
+            f"full=True builds the {dim} x {dim} Hessian; inputs of more than {FULL_SPECTRUM_MAX_DIM} dimensions "
+            "need the top-k solver (full=False)"
+        )
+    k = dim if full else _check_k(k, dim)
+    if not np.isfinite(zero_tol) or zero_tol < 0:
+        raise ValueError(f"zero_tol must be a finite number >= 0, got {zero_tol!r}")
+    if not np.isfinite(tol) or tol <= 0:
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    gen = generator(seed)
+    with view.evaluating():
+        labels = _labels(view, x, y, batch_size, verbose)
+        eigs, products = [], 0
+        for xb, lb in _chunks(view, x, labels, batch_size, verbose, "hessian"):
+            op = _InputHessian(view, xb, lb, of)
+            if full:
+                eigs.append(_full_spectrum(op, max(1, 4096 // len(xb))))
+                products = dim
+            else:
+                top, steps = _lanczos(op, k, tol, gen)
+                eigs.append(top)
+                products = max(products, steps)
+    lam = torch.cat(eigs).double().cpu().numpy()
+    if of == "decision" and np.all(np.abs(lam) <= zero_tol):
+        warnings.warn(
+            "every eigenvalue of the decision-function Hessian is zero: the model is piecewise linear (ReLU) "
+            "around these inputs, where the Hessian of L vanishes almost everywhere; use of='loss' for the "
+            "softmax curvature",
+            UserWarning,
+            stacklevel=2,
+        )
+    return HessianResult(
+        eigenvalues=lam,
+        l1=np.abs(lam).sum(axis=1),
+        sparsity=(np.abs(lam) < zero_tol).mean(axis=1),
+        labels=labels.cpu().numpy(),
+        of=of,
+        full=bool(full),
+        zero_tol=float(zero_tol),
+        n_products=int(products),
+    )
+
+
+def robustness_indicator(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    y: Any = None,
+    *,
+    eps: float,
+    norm: float = np.inf,
+    k: int = 1,
+    tol: float = 1e-6,
+    seed: int = 0,
+    batch_size: int = 16,
+    verbose: bool = False,
+) -> IndicatorResult:
+    """
+    The worst case over the ball ``||d|| <= eps`` of the right-hand side of Yu et al. (2019) eq. 9,
+    ``sum_i |J_i| |d_i| + 1/2 sum_i |lambda_i| y_i^2`` (``y = E^T d``), and whether it stays below ``L(x)``.
+
+    Since ``|lambda_i| <= max|lambda|`` and ``||y||_2 = ||d||_2``:
+
+    - ``norm=inf``: ``sum |J_i||d_i| <= eps ||J||_1`` and ``||d||_2^2 <= D eps^2``, so
+      ``bound = eps ||J||_1 + 1/2 max|lambda| D eps^2``;
+    - ``norm=2``: ``sum |J_i||d_i| <= eps ||J||_2`` (Cauchy-Schwarz), so ``bound = eps ||J||_2 + 1/2 max|lambda|
+      eps^2``.
+
+    ``certified = bound < L(x)``: under the second-order model, ``L(x + d) > 0`` on the whole ball. Only the
+    competitor ``m`` maximising at ``x`` is in ``L``; another class overtaking inside the ball, or third-order
+    terms, are not covered -- the flag is exact for affine models with two classes, and for any affine model it
+    certifies against ``m`` only. ``max|lambda|`` is the largest-magnitude eigenvalue of the decision Hessian
+    (``k`` Lanczos eigenvalues are computed; only the first enters the bound; zero for ReLU networks).
+
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module`` returning logits.
+    :param x: Inputs ``(N, *input_shape)``.
+    :param y: Labels ``t``; ``None`` uses the model's predictions.
+    :param eps: Radius of the ball, ``> 0``.
+    :param norm: ``np.inf`` or ``2``.
+    :param k: Eigenvalues computed by Lanczos (``>= 1``).
+    :param tol: Relative residual at which Lanczos stops.
+    :param seed: Seed of the Lanczos start vectors.
+    :param batch_size: Samples per chunk.
+    :param verbose: Show a progress bar.
+    :return: An :class:`IndicatorResult`.
+    """
+    view, batch_size = _prepare(classifier, x, batch_size)
+    p = check_norm(norm)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) or not (
+        np.isfinite(eps) and eps > 0
+    ):
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    dim = int(np.prod(x.shape[1:]))
+    k = _check_k(k, dim)
+    gen = generator(seed)
+    with view.evaluating():
+        labels = _labels(view, x, y, batch_size, verbose)
+        values, grads, lams = [], [], []
+        for xb, lb in _chunks(view, x, labels, batch_size, verbose, "indicator"):
+            op = _InputHessian(view, xb, lb, "decision")
+            values.append(op.values)
+            grads.append(op.grad)
+            lams.append(_lanczos(op, k, tol, gen)[0][:, 0].abs())
+    j = torch.cat(grads).double()
+    lam = torch.cat(lams).double()
+    l1, l2 = j.abs().sum(dim=1), j.norm(dim=1)
+    eps = float(eps)
+    if np.isinf(p):
+        first, curvature = eps * l1, 0.5 * lam * dim * eps**2
+    else:
+        first, curvature = eps * l2, 0.5 * lam * eps**2
+    bound = first + curvature
+    decision = torch.cat(values).double()
+    return IndicatorResult(
+        decision=decision.cpu().numpy(),
+        first_order=first.cpu().numpy(),
+        curvature=curvature.cpu().numpy(),
+        bound=bound.cpu().numpy(),
+        certified=(bound < decision).cpu().numpy(),
+        jacobian_l1=l1.cpu().numpy(),
+        jacobian_l2=l2.cpu().numpy(),
+        max_abs_eigenvalue=lam.cpu().numpy(),
+        labels=labels.cpu().numpy(),
+        eps=eps,
+        norm=p,
+        dim=dim,
+    )

@@ -1,0 +1,457 @@
+"""
+Decision surfaces in input space and the loss surface in parameter space.
+
+From "Interpreting Adversarial Robustness: A View from Decision Surface in Input Space" (Yu, Liu, Wang, Chen; ICLR
+2019 submission, arXiv:1810.00144). The decision function of a sample with label ``t`` on the logits ``Z`` is
+
+    L(x) = Z_t(x) - max_{i != t} Z_i(x)                                                       (paper, Sec. 4)
+
+positive where the classifier predicts ``t`` and zero on the decision boundary. The paper draws ``L`` on 2-D planes
+``x + a * alpha + b * beta`` spanned by two unit directions -- random, or an adversarial direction ``beta`` (the sign
+of the gradient of an attack objective) with a random ``alpha`` orthogonal to it -- and contrasts it with the loss
+surface in parameter space (Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets"), which it finds says
+little about adversarial robustness.
+
+Every grid is evaluated in large batched passes: all ``R * R`` points of all samples are streamed through the model
+in chunks of ``batch_size``, with the decision function and the cross-entropy computed from the same logits.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from art_geometry._batching import predict_logits
+from art_geometry._model import ModelView, model_view, warn_if_probabilities
+from art_geometry._results import ResultMixin, describe
+from art_geometry._rng import generator
+from art_geometry._validation import check_inputs, check_labels, check_positive_int
+
+__all__ = [
+    "SurfaceResult",
+    "ParameterSurfaceResult",
+    "decision_function",
+    "decision_surface",
+    "parameter_loss_surface",
+]
+
+_DIRECTIONS = ("random", "adversarial")
+_ADVERSARIAL_LOSSES = ("ce", "least_likely", "cw")
+
+
+def decision_values(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    :param logits: ``(B, C)`` logits.
+    :param labels: ``(B,)`` class indices ``t``.
+    :return: ``L = Z_t - max_{i != t} Z_i`` ``(B,)`` and the maximising competitor ``m`` ``(B,)``.
+    """
+    target = logits.gather(1, labels[:, None])[:, 0]
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    best, competitor = others.max(dim=1)
+    return target - best, competitor
+
+
+def _labels(
+    view: ModelView, x: "np.ndarray | torch.Tensor", y: Any, batch_size: int, verbose: bool
+) -> torch.Tensor:
+    """:return: ``y`` as checked class indices, or the model's predictions when ``y`` is ``None``, on the device."""
+    if y is not None:
+        return torch.as_tensor(check_labels(y, len(x), view.nb_classes), device=view.device)
+    logits = predict_logits(view, x, batch_size, verbose=verbose)
+    warn_if_probabilities(logits)
+    return logits.argmax(dim=1)
+
+
+def decision_function(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    y: Any = None,
+    *,
+    batch_size: int = 256,
+    verbose: bool = False,
+) -> np.ndarray:
+    """
+    The decision function ``L(x) = Z_t(x) - max_{i != t} Z_i(x)`` of Yu et al. (2019, Sec. 4) per sample.
+
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module`` returning logits.
+    :param x: Inputs ``(N, *input_shape)``.
+    :param y: Labels ``t`` (indices or one-hot); ``None`` uses the model's prediction (then ``L >= 0``).
+    :param batch_size: Samples per forward pass.
+    :param verbose: Show a progress bar.
+    :return: ``(N,)`` float64 values; negative where the model does not predict ``t``.
+    """
+    view = model_view(classifier, x)
+    check_inputs(view, x)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    with view.evaluating():
+        logits = predict_logits(view, x, batch_size, verbose=verbose)
+        warn_if_probabilities(logits)
+        labels = logits.argmax(dim=1) if y is None else torch.as_tensor(
+            check_labels(y, len(x), view.nb_classes), device=view.device
+        )
+        values, _ = decision_values(logits, labels)
+    return values.double().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class SurfaceResult(ResultMixin):
+    """
+    Decision and loss surfaces of samples on 2-D planes of input space (Yu et al. 2019, Fig. 3-6).
+
+    Grid point ``[n, i, j]`` is the input ``x_n + coords[j] * alpha_n + coords[i] * beta_n``: columns run along
+    ``alpha`` (horizontal axis of a plot), rows along ``beta`` (vertical axis), so ``contour(coords, coords,
+    decision[n])`` draws it the right way round. With an odd ``resolution`` the middle point ``[n, R // 2, R // 2]``
+    is the sample itself. Grid points are not clipped to the classifier's ``clip_values``.
+
+    :param coords: ``(R,)`` grid coordinates, ``span * linspace(-1, 1, R)``.
+    :param decision: ``(N, R, R)`` decision function ``L`` on the grid.
+    :param loss: ``(N, R, R)`` cross-entropy ``-log softmax(Z)_t`` on the grid.
+    :param alpha: ``(N, *input_shape)`` unit-l2 first direction (random; orthogonal to ``beta``).
+    :param beta: ``(N, *input_shape)`` unit-l2 second direction (random, or adversarial).
+    :param boundary: ``(N, R, R)`` True at grid points with a 4-neighbour of the other sign of ``L`` (``L > 0`` vs
+                     ``L <= 0``): the points next to the ``L = 0`` decision boundary.
+    :param labels: ``(N,)`` the labels ``t`` used.
+    :param directions: ``"random"`` or ``"adversarial"``.
+    :param adversarial_loss: Objective of the adversarial direction (``"ce"``, ``"least_likely"``, ``"cw"``).
+    :param span: Half-width of the grid, in l2 units along each direction.
+    :param seed: Seed of the random directions.
+    """
+
+    coords: np.ndarray
+    decision: np.ndarray
+    loss: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    boundary: np.ndarray
+    labels: np.ndarray
+    directions: str
+    adversarial_loss: str
+    span: float
+    seed: int
+
+    @property
+    def correct_fraction(self) -> np.ndarray:
+        """``(N,)`` fraction of grid points where ``L > 0`` (the plateau of label ``t`` on the plane)."""
+        return (self.decision > 0).mean(axis=(1, 2))
+
+    def summary(self) -> dict[str, Any]:
+        """:return: Directions, grid, decision value at the centre, and the fraction of the plane labelled ``t``."""
+        centre = len(self.coords) // 2
+        return {
+            "directions": self.directions,
+            "adversarial_loss": self.adversarial_loss if self.directions == "adversarial" else None,
+            "n_samples": int(len(self.labels)),
+            "resolution": int(len(self.coords)),
+            "span": self.span,
+            "centre_decision": describe(self.decision[:, centre, centre]),
+            "correct_fraction": describe(self.correct_fraction),
+            "boundary_fraction": describe(self.boundary.mean(axis=(1, 2))),
+        }
+
+
+def _check_grid(span: Any, resolution: Any) -> tuple[float, int]:
+    resolution = check_positive_int(resolution, "resolution")
+    if resolution < 2:
+        raise ValueError(f"resolution must be at least 2 grid points per axis, got {resolution}")
+    if isinstance(span, bool) or not isinstance(span, (int, float, np.integer, np.floating)):
+        raise ValueError(f"span must be a positive number (the grid's half-width), got {span!r}")
+    if not np.isfinite(span) or span <= 0:
+        raise ValueError(f"span must be positive and finite (the grid has zero width otherwise), got {span!r}")
+    return float(span), resolution
+
+
+def _grid(span: float, resolution: int) -> torch.Tensor:
+    """:return: ``span * (2 i / (R - 1) - 1)`` in float64; exactly 0 in the middle for odd ``R``."""
+    half = (resolution - 1) / 2
+    return span * (torch.arange(resolution, dtype=torch.float64) - half) / half
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / v.norm(dim=1, keepdim=True)
+
+
+def _random_directions(n: int, d: int, count: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
+    """:return: ``(count, n, d)`` directions, orthonormal per sample (Gram-Schmidt of seeded Gaussians)."""
+    raw = torch.randn(count, n, d, generator=generator(seed), dtype=torch.float64)
+    q, _ = torch.linalg.qr(raw.permute(1, 2, 0))
+    return q.permute(2, 0, 1).to(dtype)
+
+
+def _attack_objective(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
+    """
+    The objective whose ascent direction is the adversarial ``beta`` (Yu et al. 2019, Sec. 4.2): the untargeted
+    cross-entropy, minus the cross-entropy of the least-likely class (moving towards it), or the C&W margin
+    ``max_{i != t} Z_i - Z_t = -L``.
+    """
+    if kind == "ce":
+        return F.cross_entropy(logits, labels, reduction="sum")
+    if kind == "least_likely":
+        return -F.cross_entropy(logits, logits.argmin(dim=1), reduction="sum")
+    return -decision_values(logits, labels)[0].sum()
+
+
+def _adversarial_directions(
+    view: ModelView, x: "np.ndarray | torch.Tensor", labels: torch.Tensor, kind: str, seed: int, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    :return: ``alpha, beta`` ``(N, D)``: ``beta = sign(grad_x objective) / ||sign(.)||_2`` and ``alpha`` a seeded
+             random unit vector orthogonal to ``beta``. A sample whose gradient is exactly zero gets a random
+             ``beta`` (with a warning).
+    """
+    grads = []
+    for start in range(0, len(x), batch_size):
+        xb = view.to_tensor(x[start : start + batch_size]).requires_grad_(True)
+        with torch.enable_grad():
+            obj = _attack_objective(view(xb), labels[start : start + batch_size], kind)
+            (g,) = torch.autograd.grad(obj, xb)
+        grads.append(g.flatten(1).sign())
+    sign = torch.cat(grads)
+    rand = _random_directions(len(x), sign.shape[1], 2, seed, view.dtype).to(view.device)
+    flat = sign.norm(dim=1) == 0
+    if bool(flat.any()):
+        warnings.warn(
+            f"{int(flat.sum())} sample(s) have an exactly zero gradient of the {kind!r} objective; "
+            "their adversarial direction is replaced by a random one",
+            UserWarning,
+            stacklevel=3,
+        )
+    beta = _unit(torch.where(flat[:, None], rand[1], sign))
+    alpha = rand[0] - (rand[0] * beta).sum(dim=1, keepdim=True) * beta
+    return _unit(alpha), beta
+
+
+def _evaluate_grid(
+    view: ModelView,
+    x_flat: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    coords: torch.Tensor,
+    batch_size: int,
+    verbose: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:return: ``L`` and the cross-entropy ``(N, R, R)`` over all grid points, in chunks of ``batch_size``."""
+    n, r = len(x_flat), len(coords)
+    c = coords.to(device=view.device, dtype=view.dtype)
+    per_sample = r * r
+    total = n * per_sample
+    decision = torch.empty(total, device=view.device, dtype=view.dtype)
+    loss = torch.empty_like(decision)
+    shape = (-1, *x_flat.shape[1:]) if view.input_shape is None else (-1, *view.input_shape)
+    with torch.no_grad():
+        for start in tqdm(range(0, total, batch_size), disable=not verbose, leave=False, desc="surface"):
+            idx = torch.arange(start, min(start + batch_size, total), device=view.device)
+            s, g = idx // per_sample, idx % per_sample
+            a, b = c[g % r], c[g // r]
+            points = torch.addcmul(torch.addcmul(x_flat[s], a[:, None], alpha[s]), b[:, None], beta[s])
+            logits = view(points.view(shape))
+            lab = labels[s]
+            decision[idx], _ = decision_values(logits, lab)
+            loss[idx] = F.cross_entropy(logits, lab, reduction="none")
+    return decision.view(n, r, r), loss.view(n, r, r)
+
+
+def _boundary_mask(decision: torch.Tensor) -> torch.Tensor:
+    pos = decision > 0
+    mask = torch.zeros_like(pos)
+    row = pos[:, 1:, :] != pos[:, :-1, :]
+    col = pos[:, :, 1:] != pos[:, :, :-1]
+    mask[:, 1:, :] |= row
+    mask[:, :-1, :] |= row
+    mask[:, :, 1:] |= col
+    mask[:, :, :-1] |= col
+    return mask
+
+
+def decision_surface(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    y: Any = None,
+    *,
+    directions: str = "random",
+    adversarial_loss: str = "ce",
+    span: float = 1.0,
+    resolution: int = 51,
+    seed: int = 0,
+    batch_size: int = 4096,
+    verbose: bool = False,
+) -> SurfaceResult:
+    """
+    The decision function ``L`` and the cross-entropy on a 2-D plane around each sample (Yu et al. 2019, Sec. 4):
+    ``L(x + a * alpha + b * beta)`` for ``a, b`` on a ``resolution x resolution`` grid over ``[-span, span]^2``.
+
+    ``directions="random"``: ``alpha, beta`` orthonormal Gaussian directions (seeded). ``"adversarial"``:
+    ``beta = sign(grad_x J) / ||sign(grad_x J)||_2`` for the objective ``J`` chosen by ``adversarial_loss`` --
+    ``"ce"`` (untargeted cross-entropy of ``t``), ``"least_likely"`` (minus the cross-entropy of the least-likely
+    class) or ``"cw"`` (the C&W margin ``max_{i != t} Z_i - Z_t``) -- and ``alpha`` a random unit vector
+    orthogonal to ``beta``. The grid contains the sample itself when ``resolution`` is odd.
+
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module`` returning logits.
+    :param x: Inputs ``(N, *input_shape)`` (one sample: ``x[:1]``).
+    :param y: Labels ``t``; ``None`` uses the model's predictions.
+    :param directions: ``"random"`` or ``"adversarial"``.
+    :param adversarial_loss: ``"ce"``, ``"least_likely"`` or ``"cw"`` (used with ``directions="adversarial"``).
+    :param span: Half-width of the grid along each unit direction (l2 distance), ``> 0``.
+    :param resolution: Grid points per axis, ``>= 2`` (odd to contain the sample).
+    :param seed: Seed of the random directions.
+    :param batch_size: Grid points per forward pass.
+    :param verbose: Show a progress bar.
+    :return: A :class:`SurfaceResult`.
+    """
+    view = model_view(classifier, x)
+    check_inputs(view, x)
+    if directions not in _DIRECTIONS:
+        raise ValueError(f"directions must be one of {_DIRECTIONS}, got {directions!r}")
+    if adversarial_loss not in _ADVERSARIAL_LOSSES:
+        raise ValueError(f"adversarial_loss must be one of {_ADVERSARIAL_LOSSES}, got {adversarial_loss!r}")
+    span, resolution = _check_grid(span, resolution)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    coords = _grid(span, resolution)
+    with view.evaluating():
+        labels = _labels(view, x, y, batch_size, verbose)
+        x_flat = view.to_tensor(x).flatten(1)
+        if directions == "random":
+            alpha, beta = _random_directions(len(x), x_flat.shape[1], 2, seed, view.dtype).to(view.device)
+        else:
+            alpha, beta = _adversarial_directions(view, x, labels, adversarial_loss, seed, batch_size)
+        decision, loss = _evaluate_grid(view, x_flat, labels, alpha, beta, coords, batch_size, verbose)
+    shape = (len(x), *x.shape[1:])
+    return SurfaceResult(
+        coords=coords.numpy(),
+        decision=decision.double().cpu().numpy(),
+        loss=loss.double().cpu().numpy(),
+        alpha=alpha.reshape(shape).cpu().numpy(),
+        beta=beta.reshape(shape).cpu().numpy(),
+        boundary=_boundary_mask(decision).cpu().numpy(),
+        labels=labels.cpu().numpy(),
+        directions=directions,
+        adversarial_loss=adversarial_loss,
+        span=span,
+        seed=int(seed),
+    )
+
+
+@dataclass(frozen=True)
+class ParameterSurfaceResult(ResultMixin):
+    """
+    The mean cross-entropy of a data batch on a 2-D plane of parameter space, ``theta + a * delta + b * eta``
+    (Li et al. 2018, Sec. 4; the comparison of Yu et al. 2019, Fig. 1a and 2).
+
+    :param coords: ``(R,)`` grid coordinates.
+    :param loss: ``(R, R)`` mean cross-entropy; ``loss[i, j]`` at ``a = coords[j]``, ``b = coords[i]``.
+    :param accuracy: ``(R, R)`` accuracy on the batch at each grid point.
+    :param span: Half-width of the grid.
+    :param seed: Seed of the directions.
+    :param n_samples: Size of the data batch.
+    """
+
+    coords: np.ndarray
+    loss: np.ndarray
+    accuracy: np.ndarray
+    span: float
+    seed: int
+    n_samples: int
+
+    def summary(self) -> dict[str, Any]:
+        """:return: Loss at the centre, its range over the plane, and the centre accuracy."""
+        c = len(self.coords) // 2
+        return {
+            "n_samples": self.n_samples,
+            "resolution": int(len(self.coords)),
+            "span": self.span,
+            "centre_loss": float(self.loss[c, c]),
+            "min_loss": float(self.loss.min()),
+            "max_loss": float(self.loss.max()),
+            "centre_accuracy": float(self.accuracy[c, c]),
+        }
+
+
+def _filter_normalised(params: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """
+    One random direction with filter normalisation (Li et al. 2018, Sec. 4): a Gaussian ``d`` shaped like each
+    weight, every filter ``d_i`` (slice along the output dimension) rescaled to ``||theta_i|| / ||d_i|| * d_i``;
+    zero for parameters of dimension <= 1 (biases, batch-norm scales and shifts), as in that paper.
+    """
+    out = {}
+    for name, p in params.items():
+        if p.dim() <= 1:
+            out[name] = torch.zeros_like(p)
+            continue
+        d = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(device=p.device, dtype=p.dtype)
+        dims = tuple(range(1, p.dim()))
+        d_norm = d.norm(dim=dims, keepdim=True)
+        out[name] = d * p.norm(dim=dims, keepdim=True) / torch.where(d_norm > 0, d_norm, torch.ones_like(d_norm))
+    return out
+
+
+def parameter_loss_surface(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    y: Any,
+    *,
+    span: float = 1.0,
+    resolution: int = 21,
+    seed: int = 0,
+    batch_size: int = 256,
+    verbose: bool = False,
+) -> ParameterSurfaceResult:
+    """
+    The loss surface in parameter space with filter-normalised random directions (Li et al. 2018, "Visualizing the
+    Loss Landscape of Neural Nets", Sec. 4): ``loss(theta + a * delta + b * eta)`` averaged over ``(x, y)``.
+
+    The perturbed weights are passed to ``torch.func.functional_call``: the user's parameters are never written,
+    so they stay bit-identical even when the model raises. Buffers (batch-norm statistics) are left as they are and
+    the model runs in eval mode; ``delta`` and ``eta`` are zero on biases and other 1-D parameters.
+
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module`` returning logits.
+    :param x: Inputs ``(N, *input_shape)``.
+    :param y: Labels (indices or one-hot), required.
+    :param span: Half-width of the grid (in units of the filter-normalised direction), ``> 0``.
+    :param resolution: Grid points per axis, ``>= 2``.
+    :param seed: Seed of the two directions.
+    :param batch_size: Samples per forward pass.
+    :param verbose: Show a progress bar over the grid.
+    :return: A :class:`ParameterSurfaceResult`.
+    """
+    view = model_view(classifier, x)
+    check_inputs(view, x)
+    span, resolution = _check_grid(span, resolution)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    labels = torch.as_tensor(check_labels(y, len(x), view.nb_classes), device=view.device)
+    coords = _grid(span, resolution)
+    loss = torch.empty(resolution, resolution, dtype=torch.float64)
+    accuracy = torch.empty_like(loss)
+    with view.evaluating():
+        theta = {k: v.detach() for k, v in view.module.named_parameters()}
+        gen = generator(seed)
+        delta, eta = _filter_normalised(theta, gen), _filter_normalised(theta, gen)
+        buffers = dict(view.module.named_buffers())
+        xs = [view.to_tensor(x[s : s + batch_size]) for s in range(0, len(x), batch_size)]
+        grid = [(i, j) for i in range(resolution) for j in range(resolution)]
+        with torch.no_grad():
+            for i, j in tqdm(grid, disable=not verbose, leave=False, desc="parameter surface"):
+                a, b = float(coords[j]), float(coords[i])
+                params = {k: v + a * delta[k] + b * eta[k] for k, v in theta.items()}
+                total, hits = 0.0, 0
+                for xb, lb in zip(xs, labels.split(batch_size)):
+                    inp = xb if view.preprocess is None else view.preprocess(xb)
+                    logits = torch.func.functional_call(view.module, {**params, **buffers}, (inp,))
+                    logits = logits.reshape(len(xb), -1)
+                    total += float(F.cross_entropy(logits, lb, reduction="sum"))
+                    hits += int((logits.argmax(dim=1) == lb).sum())
+                loss[i, j] = total / len(x)
+                accuracy[i, j] = hits / len(x)
+    return ParameterSurfaceResult(
+        coords=coords.numpy(),
+        loss=loss.numpy(),
+        accuracy=accuracy.numpy(),
+        span=span,
+        seed=int(seed),
+        n_samples=int(len(x)),
+    )
