@@ -385,8 +385,9 @@ def _filter_normalised(params: dict[str, torch.Tensor], gen: torch.Generator) ->
             continue
         d = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(device=p.device, dtype=p.dtype)
         dims = tuple(range(1, p.dim()))
-        d_norm = d.norm(dim=dims, keepdim=True)
-        out[name] = d * p.norm(dim=dims, keepdim=True) / torch.where(d_norm > 0, d_norm, torch.ones_like(d_norm))
+        d_norm = torch.linalg.vector_norm(d, dim=dims, keepdim=True)
+        p_norm = torch.linalg.vector_norm(p, dim=dims, keepdim=True)
+        out[name] = d * p_norm / torch.where(d_norm > 0, d_norm, torch.ones_like(d_norm))
     return out
 
 
