@@ -1,0 +1,128 @@
+"""
+The Margins section of the report: per model, the L2 and L-inf DeepFool margins of a test subset (correctly vs
+incorrectly classified samples) and the L2 margin distribution along diagonal DCT blocks, low to high frequency
+("Hold me tight!", Ortiz-Jimenez et al., NeurIPS 2020, Fig. 2).
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from art_geometry._results import jsonable
+from art_geometry.margins import deepfool_margins, subspace_margins
+from art_geometry.plots.margins import plot_margin_histogram, plot_subspace_margins
+from art_geometry.report.base import ReportContext, Section, figure_html, table_html
+from art_geometry.subspaces import dct_subspaces
+
+__all__ = ["MarginsSection", "dct_blocks_for"]
+
+_NORMS = (("l2", 2.0), ("linf", float("inf")))
+
+
+def dct_blocks_for(image_shape: tuple[int, ...]) -> tuple[int, int]:
+    """
+    Block size and stride of the DCT subspaces for an image size: the paper's ``K = 8, T = 1`` from 16 x 16 up
+    (21 blocks on 28 x 28), ``K = 2, T = 1`` for smaller images (7 blocks on 8 x 8 digits); the stride grows so
+    that there are at most about 21 blocks.
+
+    :param image_shape: ``(C, H, W)``.
+    :return: ``(block_size, stride)``.
+    """
+    side = min(image_shape[-2:])
+    k = 8 if side >= 16 else 2
+    return k, max(1, math.ceil((side - k) / 20))
+
+
+class MarginsSection(Section):
+    """
+    DeepFool margins for every model: at most :attr:`max_samples` test samples for the L2 and L-inf margins,
+    :attr:`dct_samples` for the DCT-subspace sweep (images only).
+    """
+
+    key = "margins"
+    title = "Margins"
+    #: Samples of the report's test subset used for the L2 and L-inf margins.
+    max_samples = 200
+    #: Samples used for the DCT-subspace margins.
+    dct_samples = 50
+
+    def compute(self, ctx: ReportContext) -> dict[str, Any]:
+        x_all, y_all = ctx.test_subset()
+        x, y = x_all[: self.max_samples], y_all[: self.max_samples]
+        opts = {"batch_size": ctx.batch_size, "verbose": ctx.verbose, "seed": ctx.seed}
+        out: dict[str, Any] = {}
+        for name, clf in ctx.models.items():
+            entry: dict[str, Any] = {"n_samples": len(x)}
+            for key, p in _NORMS:
+                res = deepfool_margins(clf, x, y, norm=p, **opts)
+                entry[key] = {
+                    "summary": res.summary(),
+                    "margins": res.margins,
+                    "success": res.success,
+                    "correct": res.correct,
+                }
+            if x.ndim == 4:
+                k, t = dct_blocks_for(x.shape[1:])
+                subs = dct_subspaces(x.shape[1:], block_size=k, stride=t)
+                sub = subspace_margins(clf, x[: self.dct_samples], subs, y=y[: self.dct_samples], norm=2, **opts)
+                entry["dct"] = {
+                    "block_size": k,
+                    "stride": t,
+                    "names": sub.names,
+                    "margins": sub.margins,
+                    "success": sub.success,
+                    "median": [float(np.median(m[s])) if s.any() else float("nan")
+                               for m, s in zip(sub.margins, sub.success)],
+                }
+            out[name] = entry
+        return jsonable(out)
+
+    def render(self, data: dict[str, Any], ctx: ReportContext) -> str:
+        rows = []
+        for name, m in data.items():
+            for key, label in (("l2", "L2"), ("linf", "L-inf")):
+                s = m[key]["summary"]
+                rows.append([
+                    name, label, s["median"], s["correct"]["median"], s["incorrect"]["median"],
+                    s["correct"]["n"], s["incorrect"]["n"], s["n_failed"],
+                ])
+        parts = [
+            "<p>DeepFool distance from each test sample to the boundary of the region the model predicts "
+            "(batched DeepFool, crossing refined by bisection); medians over the successful samples.</p>",
+            table_html(["model", "norm", "median", "median (correct)", "median (incorrect)", "n correct",
+                        "n incorrect", "failed"], rows),
+        ]
+        for name, m in data.items():
+            for key, label in (("l2", "L2"), ("linf", "L-inf")):
+                res = SimpleNamespace(norm=2.0 if key == "l2" else float("inf"), **_arrays(m[key]))
+                fig = plot_margin_histogram(res)
+                fig.axes[0].set_title(f"{name}: {label} margins", fontsize=9)
+                parts.append(figure_html(fig, f"{name} {label} margin histogram"))
+            if "dct" in m:
+                d = m["dct"]
+                res = SimpleNamespace(norm=2.0, names=d["names"], **_arrays(d))
+                fig = plot_subspace_margins(res)
+                fig.axes[0].set_title(
+                    f"{name}: L2 margin along DCT blocks {d['block_size']}x{d['block_size']} "
+                    f"(stride {d['stride']}), low to high frequency", fontsize=9)
+                parts.append(figure_html(fig, f"{name} DCT subspace margins"))
+        return "".join(parts)
+
+    def summary_rows(self, data: dict[str, Any]) -> list[tuple[str, str, str]]:
+        rows = []
+        for name, m in data.items():
+            rows.append((name, "median L2 margin", f"{m['l2']['summary']['median']:.4g}"))
+            rows.append((name, "median L-inf margin", f"{m['linf']['summary']['median']:.4g}"))
+        return rows
+
+
+def _arrays(d: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Per-sample arrays back from their JSON form (``"inf"`` strings included)."""
+    out = {"margins": np.asarray(d["margins"], dtype=object).astype(np.float64), "success": np.asarray(d["success"], dtype=bool)}
+    if "correct" in d:
+        out["correct"] = np.asarray(d["correct"], dtype=bool)
+    return out
