@@ -154,3 +154,25 @@ def test_torchattacks_attack_returns_adversarial_images(linear):
     np.testing.assert_allclose(distances(adv, x, 2), closed_form(model, x, 2), rtol=1e-4)
     boxed = TorchattacksDeepFoolMargin(model, norm=2)(xt, yt)
     assert float(boxed.min()) >= 0.0 and float(boxed.max()) <= 1.0
+
+
+def test_torchattacks_normalization_is_honoured(linear):
+    from art_geometry.interop import TorchattacksDeepFoolMargin
+
+    model, x, _ = linear
+    mean, std = 0.5, 0.25
+    xt = torch.from_numpy(x)
+    normalized = (xt - mean) / std  # what the user feeds, and what the model expects
+    with torch.no_grad():
+        labels = model(normalized).argmax(1)
+    attack = TorchattacksDeepFoolMargin(model, norm=2, box=False)
+    attack.set_normalization_used(mean=[mean], std=[std])
+    adv = attack(normalized, labels)
+    with torch.no_grad():
+        assert (model(adv).argmax(1) != labels).all()
+    # the attack works on unnormalised images: distances there are the closed form of the composed model
+    scaled = random_linear(4, (1, 4, 4), seed=3)
+    with torch.no_grad():
+        scaled.fc.weight.div_(std)
+        scaled.fc.bias.sub_(scaled.fc.weight.sum(1) * mean)
+    np.testing.assert_allclose(distances(adv * std + mean, x, 2), closed_form(scaled, x, 2), rtol=1e-4)
