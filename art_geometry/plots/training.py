@@ -1,0 +1,122 @@
+"""
+Figures of a :class:`art_geometry.tracking.GeometryTracker` history: margins over epochs, train and test, correct
+against incorrect samples (the margins paper's Figs. 1-2); PRS ratio, inclusion ratio, accuracy and PGD robust
+accuracy over epochs (the PRS paper's Fig. 5); and the correct/incorrect transitions between tracked epochs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_margin_curves", "plot_prs_curves", "plot_transitions"]
+
+_GROUPS = (("all", None), ("correct", "correct"), ("incorrect", "incorrect"))
+
+
+def _epochs(history: dict[str, Any]) -> np.ndarray:
+    return np.array([r["epoch"] for r in history["epochs"]], dtype=float)
+
+
+def _num(value: Any) -> float:
+    """A number of a JSON history (``jsonable`` writes non-finite floats as "inf", "-inf", "nan")."""
+    return float(value)
+
+
+def plot_margin_curves(history: dict[str, Any], norm: str = "l2", stat: str = "median") -> Any:
+    """
+    Margins over epochs: one panel per subset (train, test), one line per group (all, correct, incorrect), with
+    a band of +- one standard error around the mean when ``stat="mean"``.
+
+    :param history: A tracker history.
+    :param norm: ``"l2"`` or ``"linf"``.
+    :param stat: ``"median"`` or ``"mean"``.
+    :return: The matplotlib figure.
+    :raises ValueError: When the history holds no margins in that norm.
+    """
+    import matplotlib.pyplot as plt
+
+    records = history["epochs"]
+    if not records or "margins" not in records[0]["train"] or norm not in records[0]["train"]["margins"]:
+        raise ValueError(f"the history holds no {norm} margins (track with metrics including 'margins')")
+    epochs = _epochs(history)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, subset in zip(axes, ("train", "test")):
+        for label, key in _GROUPS:
+            stats = [r[subset]["margins"][norm] if key is None else r[subset]["margins"][norm][key] for r in records]
+            values = np.array([_num(s[stat]) for s in stats])
+            line = ax.plot(epochs, values, marker="o", label=label)[0]
+            if stat == "mean":
+                err = np.array([_num(s["std_error"]) for s in stats])
+                ax.fill_between(epochs, values - err, values + err, color=line.get_color(), alpha=0.2)
+        ax.set_title(f"{subset}: {stat} {norm} margin")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("DeepFool margin")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_prs_curves(history: dict[str, Any]) -> Any:
+    """
+    PRS ratio (train and test subsets) and inclusion ratio on the left axis, accuracy and PGD robust accuracy on
+    the right axis, over epochs (PRS paper, Fig. 5).
+
+    :param history: A tracker history.
+    :return: The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    records = history["epochs"]
+    epochs = _epochs(history)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    right = ax.twinx()
+    if records and "prs_ratio" in records[0]["train"]:
+        for subset in ("train", "test"):
+            ax.plot(epochs, [r[subset]["prs_ratio"] for r in records], marker="o", label=f"PRS ratio ({subset})")
+        ax.plot(epochs, [r["test"]["inclusion_ratio"] for r in records], marker="s", label="inclusion ratio")
+    for subset in ("train", "test"):
+        right.plot(epochs, [r[subset]["accuracy"] for r in records], ls="--", label=f"accuracy ({subset})")
+    if records and "robust_accuracy" in records[0]["test"]:
+        eps = history["config"]["pgd_eps"]
+        right.plot(epochs, [r["test"]["robust_accuracy"] for r in records], ls=":", marker="^",
+                   label=f"PGD robust accuracy (eps={eps:g})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ratio")
+    right.set_ylabel("accuracy")
+    right.set_ylim(0, 1)
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    labels = ax.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
+    ax.legend(handles, labels, fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_transitions(history: dict[str, Any], subset: str = "test") -> Any:
+    """
+    Stacked bars of the correct/incorrect transitions between consecutive tracked epochs (the counts behind the
+    margins paper's Sankey diagram).
+
+    :param history: A tracker history.
+    :param subset: ``"train"`` or ``"test"``.
+    :return: The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    moves = history["transitions"]
+    keys = ("correct->correct", "incorrect->correct", "correct->incorrect", "incorrect->incorrect")
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    names = [f"{m['from']}->{m['to']}" for m in moves]
+    bottom = np.zeros(len(moves))
+    for key in keys:
+        counts = np.array([m[subset][key] for m in moves], dtype=float)
+        ax.bar(names, counts, bottom=bottom, label=key)
+        bottom += counts
+    ax.set_xlabel("tracked epochs")
+    ax.set_ylabel(f"{subset} samples")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
