@@ -65,6 +65,20 @@ def test_tracker_with_jacobian_trainer(digits, tmp_path):
         assert fig.axes
         matplotlib.pyplot.close(fig)
 
+    from art_geometry.report.base import ReportContext
+    from art_geometry.report.training import TrainingSection
+
+    section = TrainingSection()
+    ctx = ReportContext(models={}, data=digits, extras={"training": str(path)})
+    data = section.compute(ctx)
+    page = section.render(data, ctx)
+    assert page.count("<img") == 4 and page.count("<tr>") == 3
+    assert ("training", "test accuracy (epoch 2)", f"{last['test']['accuracy']:.4g}") in section.summary_rows(data)
+    empty = ReportContext(models={}, data=digits)
+    assert "No training history" in section.render(section.compute(empty), empty)
+    with pytest.raises(TypeError, match="GeometryTracker"):
+        section.compute(ReportContext(models={}, data=digits, extras={"training": 3}))
+
 
 def test_fit_tracked_natural_and_adversarial(digits):
     from art.attacks.evasion import ProjectedGradientDescent

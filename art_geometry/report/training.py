@@ -1,0 +1,106 @@
+"""
+The Training section of the report: renders a :class:`art_geometry.tracking.GeometryTracker` history given in
+``ctx.extras["training"]`` (the history dict, the tracker itself, or the path of its JSON file): a per-epoch
+table, the margins over epochs (margins paper, Figs. 1-2), PRS ratio and robust accuracy over epochs (PRS paper,
+Fig. 5) and the correct/incorrect transitions. The section trains nothing: without a history it says so.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from typing import Any
+
+from art_geometry.plots.training import plot_margin_curves, plot_prs_curves, plot_transitions
+from art_geometry.report.base import ReportContext, Section, figure_html, table_html
+from art_geometry.tracking import GeometryTracker
+
+__all__ = ["TrainingSection"]
+
+_COLUMNS = (
+    ("train accuracy", ("train", "accuracy")),
+    ("test accuracy", ("test", "accuracy")),
+    ("PGD robust accuracy", ("test", "robust_accuracy")),
+    ("PRS ratio (train)", ("train", "prs_ratio")),
+    ("inclusion ratio", ("test", "inclusion_ratio")),
+)
+
+
+def _history(value: Any) -> dict[str, Any]:
+    if isinstance(value, GeometryTracker):
+        return value.history
+    if isinstance(value, (str, os.PathLike)):
+        return GeometryTracker.from_json(value)
+    if isinstance(value, dict) and {"config", "epochs", "transitions"} <= set(value):
+        return value
+    raise TypeError(
+        "ctx.extras['training'] must be a GeometryTracker, its history dict or the path of its JSON file, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _cell(record: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = record
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return "-"
+        value = value[key]
+    return value
+
+
+def _median_margin(record: dict[str, Any], subset: str, norm: str) -> Any:
+    return _cell(record, (subset, "margins", norm, "median"))
+
+
+class TrainingSection(Section):
+    """Geometry over training, from a tracker history in ``ctx.extras["training"]``."""
+
+    key = "training"
+    title = "Geometry over training"
+
+    def compute(self, ctx: ReportContext) -> dict[str, Any]:
+        if "training" not in ctx.extras:
+            return {"available": False}
+        return {"available": True, "history": _history(ctx.extras["training"])}
+
+    def render(self, data: dict[str, Any], ctx: ReportContext) -> str:
+        if not data.get("available"):
+            return (
+                "<p>No training history: track a training run with <code>GeometryTracker</code> and pass "
+                "<code>extras={'training': tracker.history}</code>.</p>"
+            )
+        h = data["history"]
+        records = h["epochs"]
+        header = ["epoch"] + [c for c, _ in _COLUMNS] + ["median L2 margin (test)", "median L-inf margin (test)"]
+        rows = [
+            [r["epoch"]]
+            + [_cell(r, path) for _, path in _COLUMNS]
+            + [_median_margin(r, "test", "l2"), _median_margin(r, "test", "linf")]
+            for r in records
+        ]
+        cfg = h["config"]
+        parts = [
+            f"<p>{len(records)} tracked epoch(s) on {len(cfg['train_indices'])} training and "
+            f"{len(cfg['test_indices'])} test samples (seed {html.escape(str(cfg['seed']))}); PGD L-inf "
+            f"eps = {cfg['pgd_eps']:g}.</p>",
+            table_html(header, rows),
+        ]
+        if records and "margins" in records[0]["train"]:
+            for norm in records[0]["train"]["margins"]:
+                parts.append(figure_html(plot_margin_curves(h, norm), f"{norm} margins over epochs"))
+        if records:
+            parts.append(figure_html(plot_prs_curves(h), "PRS ratio and robust accuracy over epochs"))
+        if h["transitions"]:
+            parts.append(figure_html(plot_transitions(h, "test"), "correct/incorrect transitions"))
+        return "".join(parts)
+
+    def summary_rows(self, data: dict[str, Any]) -> list[tuple[str, str, str]]:
+        if not data.get("available") or not data["history"]["epochs"]:
+            return []
+        last = data["history"]["epochs"][-1]
+        rows = []
+        for label, path in _COLUMNS:
+            value = _cell(last, path)
+            if value != "-":
+                rows.append(("training", f"{label} (epoch {last['epoch']})", f"{float(value):.4g}"))
+        return rows
