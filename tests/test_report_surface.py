@@ -1,0 +1,48 @@
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+from art_geometry.plots.surface import plot_surface_3d, plot_surface_comparison, plot_surface_contour
+from art_geometry.report.base import ReportContext
+from art_geometry.report.surface import SurfaceSection
+from art_geometry.surface import decision_surface
+from tests.helpers import assert_unchanged, random_linear
+
+
+def test_section_compute_render_summary(trained_cnn, digits):
+    ctx = ReportContext(models={"cnn": trained_cnn}, data=digits, n_samples=6, batch_size=64, verbose=False,
+                        extras={"surface": {"n_show": 2, "resolution": 7, "n_jacobian": 6, "n_hessian": 2, "k": 3}})
+    section = SurfaceSection()
+    x, _ = ctx.test_subset()
+    with assert_unchanged(trained_cnn, digits.x_test):
+        data = section.compute(ctx)
+    json.dumps(data)
+    m = data["models"]["cnn"]
+    assert m["hessian"]["of"] == "loss"
+    assert np.array(m["surfaces"]["random"]["decision"]).shape == (2, 7, 7)
+    assert len(m["jacobian"]["l1"]) == 6
+    html = section.render(data, ctx)
+    assert html.count("<img") == 2 and "<table>" in html
+    rows = section.summary_rows(data)
+    assert rows == [("cnn", "mean Jacobian l1", f"{np.mean(m['jacobian']['l1']):.4g}")]
+    assert section.key == "surface" and section.title == "Decision surface"
+
+
+def test_plots_return_figures():
+    model = random_linear(3, (4,), seed=0)
+    x = np.random.default_rng(0).normal(size=(2, 4))
+    res = decision_surface(model, x, span=3.0, resolution=9)
+    adv = decision_surface(model, x, directions="adversarial", span=3.0, resolution=9)
+    for fig in (plot_surface_contour(res, 1), plot_surface_contour(adv, 0, surface="loss"), plot_surface_3d(res),
+                plot_surface_comparison({"natural": res, "robust": adv})):
+        assert fig.axes
+        matplotlib.pyplot.close(fig)
+    with pytest.raises(IndexError, match="out of range"):
+        plot_surface_contour(res, 2)
+    with pytest.raises(ValueError, match="surface must be"):
+        plot_surface_3d(res, surface="margin")
