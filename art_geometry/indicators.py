@@ -457,7 +457,7 @@ def hessian_eigenvalues(
         for xb, lb in _chunks(view, x, labels, batch_size, verbose, "hessian"):
             op = _InputHessian(view, xb, lb, of)
             if full:
-                eigs.append(_full_spectrum(op, max(1, 4096 // len(xb))))
+                eigs.append(_full_spectrum(op, max(1, 1024 // len(xb))))
                 products = dim
             else:
                 top, steps = _lanczos(op, k, tol, gen)
