@@ -229,6 +229,7 @@ def _adversarial_directions(
 def _evaluate_grid(
     view: ModelView,
     x_flat: torch.Tensor,
+    sample_shape: tuple[int, ...],
     labels: torch.Tensor,
     alpha: torch.Tensor,
     beta: torch.Tensor,
@@ -243,14 +244,13 @@ def _evaluate_grid(
     total = n * per_sample
     decision = torch.empty(total, device=view.device, dtype=view.dtype)
     loss = torch.empty_like(decision)
-    shape = (-1, *x_flat.shape[1:]) if view.input_shape is None else (-1, *view.input_shape)
     with torch.no_grad():
         for start in tqdm(range(0, total, batch_size), disable=not verbose, leave=False, desc="surface"):
             idx = torch.arange(start, min(start + batch_size, total), device=view.device)
             s, g = idx // per_sample, idx % per_sample
             a, b = c[g % r], c[g // r]
             points = torch.addcmul(torch.addcmul(x_flat[s], a[:, None], alpha[s]), b[:, None], beta[s])
-            logits = view(points.view(shape))
+            logits = view(points.view(-1, *sample_shape))
             lab = labels[s]
             decision[idx], _ = decision_values(logits, lab)
             loss[idx] = F.cross_entropy(logits, lab, reduction="none")
@@ -320,7 +320,9 @@ def decision_surface(
             alpha, beta = _random_directions(len(x), x_flat.shape[1], 2, seed, view.dtype).to(view.device)
         else:
             alpha, beta = _adversarial_directions(view, x, labels, adversarial_loss, seed, batch_size)
-        decision, loss = _evaluate_grid(view, x_flat, labels, alpha, beta, coords, batch_size, verbose)
+        decision, loss = _evaluate_grid(
+            view, x_flat, tuple(x.shape[1:]), labels, alpha, beta, coords, batch_size, verbose
+        )
     shape = (len(x), *x.shape[1:])
     return SurfaceResult(
         coords=coords.numpy(),

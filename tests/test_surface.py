@@ -204,3 +204,16 @@ def test_parameter_surface_linear_closed_form(linear):
     np.testing.assert_allclose(res.loss[1, 1], ce(w), rtol=1e-12)
     np.testing.assert_allclose(res.loss[0, 2], ce(w + delta - eta), rtol=1e-10)
     np.testing.assert_allclose(res.loss[2, 0], ce(w - delta + eta), rtol=1e-10)
+
+
+def test_surface_plain_conv_module_keeps_sample_shape(digits):
+    from art_geometry.datasets import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN((1, 8, 8)).eval()
+    x = digits.x_test[:2]
+    with assert_unchanged(model, x):
+        res = decision_surface(
+            model, x, span=1.0, resolution=3, directions="adversarial", adversarial_loss="least_likely"
+        )
+    np.testing.assert_allclose(res.decision[:, 1, 1], decision_function(model, x), rtol=1e-5, atol=1e-6)
