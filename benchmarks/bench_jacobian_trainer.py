@@ -8,6 +8,12 @@ and the median epoch time is reported, as wall-clock and as process CPU time (al
 time on a shared machine). The paper (Yu et al. 2018) reports about 2.1x natural training.
 
     .venv/bin/python benchmarks/bench_jacobian_trainer.py --n 10000 --repeats 2
+
+With ``--tracker``: the overhead of one :class:`GeometryTracker` evaluation (default settings: 200 train and 200
+test samples, accuracy, PRS and inclusion ratios, L2 and L-inf DeepFool margins, PGD robust accuracy) against one
+epoch of ART's ``fit`` on the same model and data, with the tracker's per-metric breakdown.
+
+    .venv/bin/python benchmarks/bench_jacobian_trainer.py --n 10000 --tracker
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch
 
 from art_geometry._rng import seeded
 from art_geometry.datasets import SmallCNN, load_digits, load_fashion_mnist, make_classifier
+from art_geometry.tracking import GeometryTracker
 from art_geometry.training import JacobianRegularizedTrainer
 
 VARIANTS = [
@@ -59,11 +66,38 @@ def epoch_time(init: dict, shape: tuple, x: np.ndarray, y: np.ndarray, bs: int, 
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def tracker_overhead(init: dict, shape: tuple, x: np.ndarray, y: np.ndarray, bs: int, name: str) -> None:
+    """Print one tracked evaluation's time against one ART ``fit`` epoch, with the per-metric breakdown."""
+    model = SmallCNN(shape)
+    model.load_state_dict(copy.deepcopy(init))
+    clf = make_classifier(model, shape, 10, lr=1e-3)
+    wall, cpu = time.perf_counter(), time.process_time()
+    with seeded(0):
+        clf.fit(x, y, batch_size=bs, nb_epochs=1, verbose=False)
+    epoch_wall, epoch_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    n_test = min(len(x), 10000)
+    tracker = GeometryTracker(x, y, x[:n_test], y[:n_test], batch_size=256, seed=0)
+    wall, cpu = time.perf_counter(), time.process_time()
+    record = tracker.evaluate(clf, 0)
+    eval_wall, eval_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"SmallCNN{shape}, ART fit epoch on {len(x)} {name} samples (batch {bs}) vs one GeometryTracker "
+          f"evaluation (200 train + 200 test samples), torch threads {torch.get_num_threads()}, device cpu")
+    print(f"| {'step':<28} | {'wall s':>8} | {'CPU s':>8} | {'wall / epoch':>12} |")
+    print(f"|{'-' * 30}|{'-' * 9}:|{'-' * 9}:|{'-' * 13}:|")
+    print(f"| {'ART fit, 1 epoch':<28} | {epoch_wall:>8.2f} | {epoch_cpu:>8.2f} | {1:>11.2f}x |")
+    print(f"| {'tracker evaluation (total)':<28} | {eval_wall:>8.2f} | {eval_cpu:>8.2f} | "
+          f"{eval_wall / epoch_wall:>11.2f}x |")
+    for key, seconds in record["timing"].items():
+        if key != "total":
+            print(f"| {'  ' + key:<28} | {seconds:>8.2f} | {'':>8} | {seconds / epoch_wall:>11.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10000, help="training samples")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds (median reported)")
+    parser.add_argument("--tracker", action="store_true", help="measure the GeometryTracker overhead instead")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -72,6 +106,9 @@ def main() -> None:
     shape = tuple(x.shape[1:])
     torch.manual_seed(0)
     init = SmallCNN(shape).state_dict()
+    if args.tracker:
+        tracker_overhead(init, shape, x, y, args.batch_size, name)
+        return
     times: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in VARIANTS}
     for _ in range(args.repeats):
         for label, options in VARIANTS:
