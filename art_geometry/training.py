@@ -218,7 +218,7 @@ class JacobianRegularizedTrainer(Trainer):
             raise ValueError("the classifier has no optimizer: create the PyTorchClassifier with optimizer=...")
         self.view: ModelView = model_view(classifier)
         self.history: TrainingHistory | None = None
-        self._proj_gen: torch.Generator | None = None
+        self._proj_gen: torch.Generator = generator(0, self.view.device)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -258,14 +258,16 @@ class JacobianRegularizedTrainer(Trainer):
         return value.square() if self.squared else value
 
     def _frobenius(self, x: torch.Tensor, logits: torch.Tensor, create_graph: bool) -> torch.Tensor:
-        nb_classes = logits.shape[1]
+        """Hoffman et al. (2019), Alg. 1: ``C / k * sum_j ||v_j^T J||^2`` per sample, ``v_j`` uniform on the sphere."""
+        k = int(self.projections or 1)
+        gen = self._proj_gen
         total = torch.zeros(x.shape[0], device=x.device, dtype=logits.dtype)
-        for _ in range(self.projections):  # type: ignore[arg-type]
-            v = torch.randn(logits.shape, generator=self._proj_gen, device=self._proj_gen.device, dtype=logits.dtype)  # type: ignore[union-attr]
+        for _ in range(k):
+            v = torch.randn(logits.shape, generator=gen, device=gen.device, dtype=logits.dtype)
             v = (v / v.norm(dim=1, keepdim=True)).to(logits.device)
             (jv,) = torch.autograd.grad(logits, x, v, create_graph=create_graph, retain_graph=True)
             total = total + jv.flatten(1).square().sum(dim=1)
-        return total * (nb_classes / self.projections)  # type: ignore[operator]
+        return total * (logits.shape[1] / k)
 
     def compute_loss(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """
@@ -275,8 +277,6 @@ class JacobianRegularizedTrainer(Trainer):
         :param labels: ``(B,)`` class indices.
         :return: The scalar loss and the detached parts: ``ce``, ``reg`` (mean penalty), ``correct`` (count).
         """
-        if self._proj_gen is None:
-            self._proj_gen = generator(0)
         x = x.detach().requires_grad_(True)
         logits = self.view(x)
         ce = F.cross_entropy(logits, labels)

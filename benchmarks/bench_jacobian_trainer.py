@@ -51,7 +51,9 @@ def load(n: int) -> tuple[np.ndarray, np.ndarray, str]:
     return data.x_train[idx], data.y_train[idx], data.name
 
 
-def epoch_time(init: dict, shape: tuple, x: np.ndarray, y: np.ndarray, bs: int, options: dict | None) -> tuple[float, float]:
+def epoch_time(
+    init: dict, shape: tuple, x: np.ndarray, y: np.ndarray, bs: int, options: dict | None
+) -> tuple[float, float]:
     """:return: Wall-clock and process CPU seconds of one training epoch from the initial weights ``init``."""
     model = SmallCNN(shape)
     model.load_state_dict(copy.deepcopy(init))
