@@ -110,7 +110,9 @@ def _back(t: torch.Tensor, is_numpy: bool) -> ArrayLike:
 def _check_bandwidth(bandwidth: Any, shape: tuple[int, ...]) -> int:
     limit = min(shape[-2], shape[-1])
     if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, np.integer)) or not 0 <= bandwidth <= limit:
-        raise ValueError(f"bandwidth must be an integer in [0, {limit}] for images of size {shape[-2:]}, got {bandwidth!r}")
+        raise ValueError(
+            f"bandwidth must be an integer in [0, {limit}] for images of size {shape[-2:]}, got {bandwidth!r}"
+        )
     return int(bandwidth)
 
 
@@ -181,7 +183,8 @@ class DCTTransform:
             raise ValueError(f"kind must be one of {self.kinds}, got {kind!r}")
         if kind == "flip" and bandwidth is not None:
             raise ValueError("the 'flip' transform takes no bandwidth")
-        if kind != "flip" and (isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, np.integer)) or bandwidth < 0):
+        is_int = isinstance(bandwidth, (int, np.integer)) and not isinstance(bandwidth, bool)
+        if kind != "flip" and not (is_int and bandwidth >= 0):
             raise ValueError(f"the {kind!r} transform needs a non-negative integer bandwidth, got {bandwidth!r}")
         self.kind = kind
         self.bandwidth = None if bandwidth is None else int(bandwidth)

@@ -38,7 +38,9 @@ def check_options(
     return p
 
 
-def craft(classifier: Any, x: "np.ndarray | torch.Tensor", **options: Any) -> tuple["np.ndarray | torch.Tensor", MarginResult]:
+def craft(
+    classifier: Any, x: "np.ndarray | torch.Tensor", **options: Any
+) -> tuple["np.ndarray | torch.Tensor", MarginResult]:
     """
     :param classifier: Anything :func:`~art_geometry._model.model_view` accepts (or a ``ModelView``).
     :param x: Inputs, numpy or torch; never modified.

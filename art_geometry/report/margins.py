@@ -122,7 +122,10 @@ class MarginsSection(Section):
 
 def _arrays(d: dict[str, Any]) -> dict[str, np.ndarray]:
     """Per-sample arrays back from their JSON form (``"inf"`` strings included)."""
-    out = {"margins": np.asarray(d["margins"], dtype=object).astype(np.float64), "success": np.asarray(d["success"], dtype=bool)}
+    out = {
+        "margins": np.asarray(d["margins"], dtype=object).astype(np.float64),
+        "success": np.asarray(d["success"], dtype=bool),
+    }
     if "correct" in d:
         out["correct"] = np.asarray(d["correct"], dtype=bool)
     return out
