@@ -215,11 +215,11 @@ def test_batch_size_seed_and_tensor_input(trained_cnn, cnn_samples):
     a = deepfool_margins(trained_cnn, x, y, batch_size=128, seed=3)
     b = deepfool_margins(trained_cnn, x, y, batch_size=7, seed=3)
     c = deepfool_margins(trained_cnn, torch.as_tensor(x), torch.as_tensor(y), batch_size=128, seed=3)
-    np.testing.assert_allclose(a.margins, b.margins, rtol=1e-5)
+    np.testing.assert_allclose(a.margins, b.margins, rtol=1e-4)
     np.testing.assert_array_equal(a.predictions, b.predictions)
     np.testing.assert_array_equal(a.margins, c.margins)
     np.testing.assert_array_equal(a.margins, deepfool_margins(trained_cnn, x, y, batch_size=128, seed=3).margins)
-    np.testing.assert_allclose(margin_metric(trained_cnn, x, norm=2, batch_size=7, seed=3), a.margins, rtol=1e-5)
+    np.testing.assert_allclose(margin_metric(trained_cnn, x, norm=2, batch_size=7, seed=3), a.margins, rtol=1e-4)
 
 
 def test_subspace_margins_on_cnn_match_single(trained_cnn, cnn_samples):
