@@ -261,7 +261,8 @@ def _bisect(view: ModelView, x0: torch.Tensor, pert: torch.Tensor, pred: torch.T
     the root of ``g(t) = max_{k != pred} Z_k - Z_pred`` from the bracket's ends, or the midpoint when the previous
     pass did not halve the bracket: on a locally linear boundary a pass shrinks the bracket ~4000 times, and never
     less than half every second pass. It stops when every bracket is below ``2^-steps`` (relative precision of the
-    margin) or after ``2 steps`` passes.
+    margin) or can no longer be resolved in the model's dtype (bracket below ``8 eps``, or ``g(hi) - g(lo)`` below
+    ``64 eps |g(0)|``), or after ``2 steps`` passes.
 
     :return: ``hi`` ``(B,)``.
     """
@@ -272,10 +273,14 @@ def _bisect(view: ModelView, x0: torch.Tensor, pert: torch.Tensor, pred: torch.T
     _, g_lo = _gap(view, x0, pred)
     _, g_hi = _gap(view, x0 + _storable(pert), pred)
     secant = torch.ones(b, dtype=torch.bool, device=x0.device)
-    tol = 2.0**-steps
+    # below a few ulps of t the rounded points no longer move, and below a few ulps of the logits the gap g is
+    # noise: the precision the dtype allows
+    eps = torch.finfo(x0.dtype).eps
+    tol = max(2.0**-steps, 8 * eps)
+    tol_gap = 64 * eps * g_lo.abs()
     for _ in range(2 * steps):
         width = hi - lo
-        if bool((width <= tol).all()):
+        if bool(((width <= tol) | (g_hi - g_lo <= tol_gap)).all()):
             break
         frac = (g_lo / (g_lo - g_hi)).nan_to_num(0.5).clamp(0.0, 1.0)
         centre = lo + width * torch.where(secant, frac, torch.full_like(frac, 0.5))
@@ -490,7 +495,9 @@ def deepfool_margins(
             raise TypeError(f"subspace must be a Subspace, got {type(subspace).__name__}")
         subspace.check_shape(shape)
     batch_size = check_positive_int(batch_size, "batch_size")
-    opt = _options(view, norm, candidates, overshoot, max_iter, refine, refine_steps, restarts, restart_noise, box, seed)
+    opt = _options(
+        view, norm, candidates, overshoot, max_iter, refine, refine_steps, restarts, restart_noise, box, seed
+    )
     labels = None if y is None else check_labels(y, len(x), view.nb_classes)
     stack = None if subspace is None else SubspaceStack([subspace])
     parts: list[tuple[torch.Tensor, ...]] = []
@@ -554,7 +561,9 @@ def subspace_margins(
     """
     unknown = set(deepfool_options) - _SUBSPACE_OPTIONS
     if unknown:
-        raise TypeError(f"subspace_margins got unsupported options {sorted(unknown)}; allowed: {sorted(_SUBSPACE_OPTIONS)}")
+        raise TypeError(
+            f"subspace_margins got unsupported options {sorted(unknown)}; allowed: {sorted(_SUBSPACE_OPTIONS)}"
+        )
     view = model_view(classifier, x)
     check_inputs(view, x)
     stack = SubspaceStack(subspaces)
@@ -595,7 +604,9 @@ def subspace_margins(
     )
 
 
-def margin_metric(classifier: Any, x: "np.ndarray | torch.Tensor", norm: "int | float | str" = 2, **options: Any) -> np.ndarray:
+def margin_metric(
+    classifier: Any, x: "np.ndarray | torch.Tensor", norm: "int | float | str" = 2, **options: Any
+) -> np.ndarray:
     """
     ART-style metric function (as ``art.metrics``): the DeepFool margin of each sample.
 

@@ -201,7 +201,8 @@ class SubspaceStack:
         :return: The projected tensor, same shape.
         """
         if self._dct:
-            masks = torch.stack([s.mask(v.device, v.dtype) for s in self.subspaces])[which]  # type: ignore[attr-defined]
+            blocks: list[DCTBlockSubspace] = self.subspaces  # type: ignore[assignment]
+            masks = torch.stack([s.mask(v.device, v.dtype) for s in blocks])[which]
             masks = masks.reshape(masks.shape[:1] + (1,) * (v.ndim - 3) + masks.shape[1:])
             return idct2(dct2(v) * masks)
         out = torch.empty_like(v)
