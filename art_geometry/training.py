@@ -47,8 +47,9 @@ from art_geometry._model import ModelView, model_view
 from art_geometry._results import ResultMixin, describe
 from art_geometry._rng import generator
 from art_geometry._validation import check_inputs, check_labels, check_positive_int
+from art_geometry.surface import decision_values
 
-__all__ = ["JacobianRegularizedTrainer", "TrainingHistory", "TrainingCallback", "decision_function"]
+__all__ = ["JacobianRegularizedTrainer", "TrainingHistory", "TrainingCallback"]
 
 TARGETS = ("decision", "cross_entropy")
 NORMS = (1.0, 2.0, math.inf)
@@ -125,20 +126,6 @@ class TrainingHistory(ResultMixin):
         """:return: The last epoch's figures and the epoch-time statistics."""
         last = self.records()[-1] if self.nb_epochs else {}
         return {"nb_epochs": self.nb_epochs, "last": last, "epoch_time": describe(self.time)}
-
-
-def decision_function(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """
-    The decision function of Yu et al. (2018), ``L = Z_t - max_{i != t} Z_i``: positive where the sample is
-    classified as ``t``, zero on the decision boundary.
-
-    :param logits: ``(B, C)``.
-    :param labels: ``(B,)`` class indices ``t``.
-    :return: ``(B,)``.
-    """
-    true = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), -math.inf)
-    return true - others.amax(dim=1)
 
 
 def _check_c(c: Any) -> float:
@@ -250,7 +237,7 @@ class JacobianRegularizedTrainer(Trainer):
         if self.projections is not None:
             return self._frobenius(x, logits, create_graph)
         if self.target == "decision":
-            r = decision_function(logits, labels)
+            r = decision_values(logits, labels)[0]
         else:
             r = F.cross_entropy(logits, labels, reduction="none")
         (g,) = torch.autograd.grad(r.sum(), x, create_graph=create_graph, retain_graph=True)

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from art_geometry.datasets import MLP, make_classifier
-from art_geometry.training import JacobianRegularizedTrainer, TrainingHistory, decision_function
+from art_geometry.surface import decision_values
+from art_geometry.training import JacobianRegularizedTrainer, TrainingHistory
 from tests.helpers import assert_unchanged
 
 
@@ -84,9 +85,7 @@ def test_regulariser_gradient_matches_finite_differences():
         assert grad[idx].item() == pytest.approx((up - down) / (2 * h), rel=1e-6, abs=1e-8)
 
 
-def test_decision_function_and_cross_entropy_target():
-    logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, -1.0]])
-    assert torch.equal(decision_function(logits, torch.tensor([0, 0])), torch.tensor([1.0, -5.0]))
+def test_cross_entropy_target_squared_l2():
     model = TanhNet()
     trainer = JacobianRegularizedTrainer(_clf(model, (5,), 4), c=1.0, norm=2, target="cross_entropy", squared=True)
     x = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -152,7 +151,7 @@ def test_regularised_model_is_flatter_and_more_robust(digits):
             digits.x_train, digits.y_train, batch_size=128, nb_epochs=8, seed=0, verbose=False
         )
         xr = torch.from_numpy(x_te).requires_grad_(True)
-        dl = decision_function(clf.model(xr), torch.from_numpy(y_te))
+        dl = decision_values(clf.model(xr), torch.from_numpy(y_te))[0]
         (g,) = torch.autograd.grad(dl.sum(), xr)
         jac_l1 = g.flatten(1).abs().sum(dim=1).mean().item()
         x_adv = FastGradientMethod(clf, eps=0.1, batch_size=256).generate(x_te, y=y_te)
