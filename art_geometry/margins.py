@@ -262,7 +262,7 @@ def _bisect(view: ModelView, x0: torch.Tensor, pert: torch.Tensor, pred: torch.T
     pass did not halve the bracket: on a locally linear boundary a pass shrinks the bracket ~4000 times, and never
     less than half every second pass. It stops when every bracket is below ``2^-steps`` (relative precision of the
     margin) or can no longer be resolved in the model's dtype (bracket below ``8 eps``, or ``g(hi) - g(lo)`` below
-    ``64 eps |g(0)|``), or after ``2 steps`` passes.
+    ``64 eps |g(0)|``), or after ``2 steps`` passes; a sample whose bracket is resolved leaves the search.
 
     :return: ``hi`` ``(B,)``.
     """
@@ -279,25 +279,28 @@ def _bisect(view: ModelView, x0: torch.Tensor, pert: torch.Tensor, pred: torch.T
     tol = max(2.0**-steps, 8 * eps)
     tol_gap = 64 * eps * g_lo.abs()
     for _ in range(2 * steps):
-        width = hi - lo
-        if bool(((width <= tol) | (g_hi - g_lo <= tol_gap)).all()):
+        # a sample leaves the search once its bracket is resolved
+        act = ~((hi - lo <= tol) | (g_hi - g_lo <= tol_gap))
+        if not bool(act.any()):
             break
-        frac = (g_lo / (g_lo - g_hi)).nan_to_num(0.5).clamp(0.0, 1.0)
-        centre = lo + width * torch.where(secant, frac, torch.full_like(frac, 0.5))
+        rows = act.nonzero(as_tuple=True)[0]
+        a_lo, a_hi, a_g_lo, a_g_hi = lo[rows], hi[rows], g_lo[rows], g_hi[rows]
+        width = a_hi - a_lo
+        frac = (a_g_lo / (a_g_lo - a_g_hi)).nan_to_num(0.5).clamp(0.0, 1.0)
+        centre = a_lo + width * torch.where(secant[rows], frac, torch.full_like(frac, 0.5))
         delta = width * 2.0**-12
-        probes = torch.stack([(centre - delta).clamp(min=lo), (centre + delta).clamp(max=hi)])
-        points = x0.unsqueeze(0) + _storable(probes.reshape((2,) + shape) * pert.unsqueeze(0))
-        adv, gap = _gap(view, points.reshape((2 * b,) + tuple(x0.shape[1:])), pred.repeat(2))
-        adv, gap = adv.reshape(2, b), gap.reshape(2, b)
+        probes = torch.stack([(centre - delta).clamp(min=a_lo), (centre + delta).clamp(max=a_hi)])
+        points = x0[rows].unsqueeze(0) + _storable(probes.reshape((2,) + shape) * pert[rows].unsqueeze(0))
+        adv, gap = _gap(view, points.reshape((2 * len(rows),) + tuple(x0.shape[1:])), pred[rows].repeat(2))
+        adv, gap = adv.reshape(2, -1), gap.reshape(2, -1)
         # the first adversarial probe becomes hi; the clean probe just below it (or the last clean one) becomes lo
         first = adv[0]
         second = ~adv[0] & adv[1]
-        new_hi = torch.where(first, probes[0], torch.where(second, probes[1], hi))
-        new_g_hi = torch.where(first, gap[0], torch.where(second, gap[1], g_hi))
-        new_lo = torch.where(first, lo, torch.where(second, probes[0], probes[1]))
-        new_g_lo = torch.where(first, g_lo, torch.where(second, gap[0], gap[1]))
-        secant = (new_hi - new_lo) <= 0.5 * width
-        lo, hi, g_lo, g_hi = new_lo, new_hi, new_g_lo, new_g_hi
+        hi[rows] = torch.where(first, probes[0], torch.where(second, probes[1], a_hi))
+        g_hi[rows] = torch.where(first, gap[0], torch.where(second, gap[1], a_g_hi))
+        lo[rows] = torch.where(first, a_lo, torch.where(second, probes[0], probes[1]))
+        g_lo[rows] = torch.where(first, a_g_lo, torch.where(second, gap[0], gap[1]))
+        secant[rows] = (hi[rows] - lo[rows]) <= 0.5 * width
     return hi
 
 
