@@ -284,3 +284,18 @@ def test_inputs_not_mutated(digits):
         JacobianRegularizedTrainer(clf, c=0.1).fit(x, y, batch_size=16, nb_epochs=1, verbose=False)
         JacobianRegularizedTrainer(clf, c=0.1).fit(x_t, y, batch_size=16, nb_epochs=1, verbose=False)
     assert {n: m.training for n, m in clf.model.named_modules()} == before
+
+
+def test_art_preprocessing_is_applied(digits):
+    from art.estimators.classification import PyTorchClassifier
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    clf = PyTorchClassifier(model, nn.CrossEntropyLoss(), (1, 8, 8), 10, clip_values=(0.0, 1.0),
+                            optimizer=torch.optim.Adam(model.parameters(), 1e-2), preprocessing=(0.3, 0.4))
+    x_val, y_val = digits.x_test[:100], digits.y_test[:100]
+    hist = JacobianRegularizedTrainer(clf, c=0.01).fit(
+        digits.x_train[:300], digits.y_train[:300], batch_size=64, nb_epochs=1, validation_data=(x_val, y_val),
+        verbose=False,
+    )
+    assert hist.val_accuracy[0] == pytest.approx((clf.predict(x_val).argmax(1) == y_val).mean())
