@@ -1,6 +1,6 @@
 """
-Distances to the decision boundary: batched DeepFool (L2 and L-inf), optionally inside a subspace, with a bisection
-that refines the crossing and seeded restarts for the samples where DeepFool fails.
+Distances to the decision boundary: batched DeepFool (L2 and L-inf), optionally inside a subspace, with a bracketing
+search that refines the crossing and seeded restarts for the samples where DeepFool fails.
 
 DeepFool (Moosavi-Dezfooli, Fawzi and Frossard, "DeepFool: a simple and accurate method to fool deep neural
 networks", CVPR 2016, Algorithm 2 and Eq. (8)-(10) for the multi-class case) linearises the logit differences
@@ -252,7 +252,9 @@ def _gap(view: ModelView, x: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Te
     return z.argmax(dim=1) != pred, other - own
 
 
-def _bisect(view: ModelView, x0: torch.Tensor, pert: torch.Tensor, pred: torch.Tensor, steps: int) -> torch.Tensor:
+def _refine_crossing(
+    view: ModelView, x0: torch.Tensor, pert: torch.Tensor, pred: torch.Tensor, steps: int
+) -> torch.Tensor:
     """
     Batched bracketing search for the crossing on the segment ``x0 + t pert``, ``t in [0, 1]`` (``t = 0`` clean,
     ``t = 1`` adversarial). The bracket ``[lo, hi]`` always has ``lo`` clean and ``hi`` adversarial (as evaluated,
@@ -357,7 +359,7 @@ def _margins_rows(
     t = torch.ones(x0.shape[0], device=x0.device, dtype=x0.dtype)
     if opt.refine and bool(success.any()):
         rows = success.nonzero(as_tuple=True)[0]
-        t[rows] = _bisect(view, x0[rows], pert[rows], pred[rows], opt.refine_steps)
+        t[rows] = _refine_crossing(view, x0[rows], pert[rows], pred[rows], opt.refine_steps)
     final = _storable(t.reshape(shape) * pert)
     # the returned point must be adversarial: verified here. A refined point lies within float noise of the
     # boundary, and a forward pass over a batch of another composition can round it back; such rows are moved
@@ -461,11 +463,11 @@ def deepfool_margins(
 
     Each iteration takes, for the still-active samples, one forward pass and one batched backward pass for the
     top-``candidates`` classes; a sample leaves the active set when its prediction changes. The iterate is
-    ``x + (1 + overshoot) r_total`` (foolbox's placement). With ``refine``, a batched bisection on
-    ``x + t r``, ``t in [0, 1]``, finds the crossing so the margin ``||t r||`` is inflated neither by the overshoot
-    nor by a step past the boundary; the returned point is checked to be adversarial. Samples still clean after
-    ``max_iter`` restart from ``x + noise`` (seeded Gaussian, std ``restart_noise``, projected onto ``S``) up to
-    ``restarts`` times; those that still fail get ``success=False`` and margin ``inf``.
+    ``x + (1 + overshoot) r_total`` (foolbox's placement). With ``refine``, a batched bracketing search (bisection
+    with secant guesses) on ``x + t r``, ``t in [0, 1]``, finds the crossing so the margin ``||t r||`` is inflated
+    neither by the overshoot nor by a step past the boundary; the returned point is checked to be adversarial.
+    Samples still clean after ``max_iter`` restart from ``x + noise`` (seeded Gaussian, std ``restart_noise``,
+    projected onto ``S``) up to ``restarts`` times; those that still fail get ``success=False`` and margin ``inf``.
 
     In a subspace with ``norm=inf`` the step is the l1-dual step of the projected gradient
     ``r = |f_l| / ||P w_l||_1 sign(P w_l)``, then projected onto ``S``; since ``<P w, P sign(P w)> = ||P w||_1``
@@ -479,8 +481,8 @@ def deepfool_margins(
     :param candidates: Number of top classes by logit at ``x`` considered, the predicted one included (as foolbox).
     :param overshoot: Overshoot factor of the iterate.
     :param max_iter: DeepFool iterations per attempt.
-    :param refine: Refine the crossing by bisection.
-    :param refine_steps: Bisection halvings.
+    :param refine: Refine the crossing by a bracketing search on the segment.
+    :param refine_steps: Target relative precision ``2^-refine_steps`` of the refined margin (within the dtype's).
     :param restarts: Noisy restarts for the samples that fail.
     :param restart_noise: Standard deviation per coordinate of the restart noise, in input units.
     :param box: Clamp the iterates into the classifier's ``clip_values`` (default: margins in R^D).
