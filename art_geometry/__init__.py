@@ -3,10 +3,20 @@ art-geometry: decision-region and decision-boundary geometry for the Adversarial
 
 Every public function takes the classifier first (ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or
 ``torch.nn.Module``), numpy arrays or torch tensors, and returns result objects of per-sample numpy arrays with
-``summary()`` and ``to_dict()``. See ``docs/`` for the formulas and papers.
+``summary()`` and ``to_dict()``. See ``docs/`` for the formulas and papers. The attack wrappers for ART, foolbox
+and torchattacks live in :mod:`art_geometry.interop` (imported on first use).
 """
 
 from art_geometry._model import LayerRef, ModelView, model_view
+from art_geometry.indicators import (
+    HessianResult,
+    IndicatorResult,
+    JacobianResult,
+    hessian_eigenvalues,
+    jacobian_stats,
+    robustness_indicator,
+)
+from art_geometry.margins import MarginResult, SubspaceMarginResult, deepfool_margins, margin_metric, subspace_margins
 from art_geometry.regions import (
     InclusionResult,
     LayerwisePRSResult,
@@ -20,13 +30,44 @@ from art_geometry.regions import (
     populated_region_set,
     prs_ratio,
 )
+from art_geometry.robustness import (
+    ATTACKS,
+    InclusionRobustnessResult,
+    RobustnessCurve,
+    RobustnessResult,
+    ZeroGradientResult,
+    inclusion_robustness,
+    robust_accuracy,
+    robustness_curve,
+    zero_gradient_analysis,
+)
+from art_geometry.spectral import DCTTransform, dct2, dct_flip, high_pass, idct2, low_pass, transform_dataset
+from art_geometry.subspaces import (
+    Subspace,
+    dct_subspaces,
+    direction,
+    orthogonal_complement,
+    random_subspace,
+    span,
+)
+from art_geometry.surface import (
+    ParameterSurfaceResult,
+    SurfaceResult,
+    decision_function,
+    decision_surface,
+    parameter_loss_surface,
+)
+from art_geometry.tracking import GeometryTracker, fit_tracked, transitions
+from art_geometry.training import JacobianRegularizedTrainer, TrainingCallback, TrainingHistory
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # adapter
     "LayerRef",
     "ModelView",
     "model_view",
+    # regions
     "InclusionResult",
     "LayerwisePRSResult",
     "PRSResult",
@@ -38,4 +79,51 @@ __all__ = [
     "layerwise_prs",
     "populated_region_set",
     "prs_ratio",
+    # margins and subspaces
+    "MarginResult",
+    "SubspaceMarginResult",
+    "deepfool_margins",
+    "margin_metric",
+    "subspace_margins",
+    "Subspace",
+    "dct_subspaces",
+    "direction",
+    "orthogonal_complement",
+    "random_subspace",
+    "span",
+    "DCTTransform",
+    "dct2",
+    "idct2",
+    "dct_flip",
+    "high_pass",
+    "low_pass",
+    "transform_dataset",
+    # surface and indicators
+    "ParameterSurfaceResult",
+    "SurfaceResult",
+    "decision_function",
+    "decision_surface",
+    "parameter_loss_surface",
+    "HessianResult",
+    "IndicatorResult",
+    "JacobianResult",
+    "hessian_eigenvalues",
+    "jacobian_stats",
+    "robustness_indicator",
+    # training and robustness
+    "JacobianRegularizedTrainer",
+    "TrainingCallback",
+    "TrainingHistory",
+    "GeometryTracker",
+    "fit_tracked",
+    "transitions",
+    "ATTACKS",
+    "InclusionRobustnessResult",
+    "RobustnessCurve",
+    "RobustnessResult",
+    "ZeroGradientResult",
+    "inclusion_robustness",
+    "robust_accuracy",
+    "robustness_curve",
+    "zero_gradient_analysis",
 ]

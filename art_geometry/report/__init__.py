@@ -5,7 +5,10 @@ self-contained ``report.html``.
 
 from art_geometry.report.base import ReportContext, Section, figure_html, table_html
 from art_geometry.report.build import SCHEMA_VERSION, build_report, write_report
+from art_geometry.report.margins import MarginsSection
 from art_geometry.report.regions import RegionsSection
+from art_geometry.report.surface import SurfaceSection
+from art_geometry.report.training import TrainingSection
 
 __all__ = [
     "ReportContext",
@@ -17,6 +20,10 @@ __all__ = [
     "figure_html",
     "table_html",
     "RegionsSection",
+    "MarginsSection",
+    "SurfaceSection",
+    "TrainingSection",
+    "default_sections",
 ]
 
 
@@ -26,4 +33,4 @@ def default_sections() -> list[Section]:
 
 
 #: The registered section classes, in report order.
-SECTIONS: list[type[Section]] = [RegionsSection]
+SECTIONS: list[type[Section]] = [RegionsSection, MarginsSection, SurfaceSection, TrainingSection]
