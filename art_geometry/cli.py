@@ -1,52 +1,27 @@
 """
 The ``art-geometry`` command.
 
-``art-geometry report --demo`` trains two small CNNs on the embedded digits data that differ only in batch size
-(the PRS paper's network A/B contrast) and writes the benchmark report. ``art-geometry report --model ... --data
-...`` does the same for the user's models.
+``art-geometry report --demo`` trains four small CNNs on the embedded digits data from the same initial weights
+(natural with batch 512 and 32, the PRS paper's network A/B contrast; Jacobian-regularised; PGD adversarial
+training; see :mod:`art_geometry.report.demo`), tracks their geometry over training and writes the benchmark
+report. ``art-geometry report --model ... --data ...`` does the same for the user's models.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from art_geometry.datasets import Dataset, SmallCNN, load_digits, load_fashion_mnist, make_classifier, train_classifier
+from art_geometry.datasets import Dataset, load_digits, load_fashion_mnist
 from art_geometry.report import SECTIONS, ReportContext, write_report
+from art_geometry.report.demo import demo_models
 
-__all__ = ["main", "demo_models", "load_data", "load_model"]
-
-
-def demo_models(data: Dataset, *, epochs: int = 15, seed: int = 0, verbose: bool = True) -> dict[str, Any]:
-    """
-    Two SmallCNNs with the same initial weights, trained for the same number of epochs with a large and a small
-    batch size (PRS paper, networks A and B).
-
-    :param data: Training data.
-    :param epochs: Epochs for both.
-    :param seed: Seed of the initial weights and the shuffling.
-    :param verbose: Print progress.
-    :return: The two ART classifiers by name.
-    """
-    from art_geometry._rng import seeded
-
-    with seeded(seed):
-        init = SmallCNN(data.input_shape, data.nb_classes).state_dict()
-    models = {}
-    for name, batch in (("A: batch 512", 512), ("B: batch 32", 32)):
-        module = SmallCNN(data.input_shape, data.nb_classes)
-        module.load_state_dict(init)
-        clf = make_classifier(module, data.input_shape, data.nb_classes)
-        if verbose:
-            print(f"training {name} for {epochs} epochs ...", file=sys.stderr)
-        models[name] = train_classifier(clf, data.x_train, data.y_train, nb_epochs=epochs, batch_size=batch, seed=seed)
-    return models
+__all__ = ["main", "load_data", "load_model"]
 
 
 def load_data(spec: str) -> Dataset:
@@ -108,9 +83,19 @@ def _print_summary(rows: Sequence[tuple[str, str, str]]) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    wanted = args.sections.split(",") if args.sections else [s.key for s in SECTIONS]
+    known = {s.key: s for s in SECTIONS}
+    unknown = [k for k in wanted if k not in known]
+    if unknown:
+        raise SystemExit(f"art-geometry report: unknown section(s) {unknown}; available: {sorted(known)}")
+    extras: dict[str, Any] = {}
     if args.demo:
         data = load_data(args.data or "digits")
-        models = demo_models(data, epochs=args.epochs, seed=args.seed, verbose=not args.quiet)
+        demo = demo_models(data, epochs=args.epochs, seed=args.seed, track="training" in wanted,
+                           verbose=not args.quiet)
+        models = demo.models
+        if demo.histories:
+            extras["training"] = demo.histories
     else:
         if not args.model or not args.data:
             raise SystemExit("art-geometry report: give --demo, or --model and --data")
@@ -120,13 +105,8 @@ def _report(args: argparse.Namespace) -> int:
         for spec in args.model:
             w = weights.pop(0) if ":" in spec and weights else None
             models[Path(spec).stem if ":" not in spec else spec] = load_model(spec, w)
-    wanted = args.sections.split(",") if args.sections else [s.key for s in SECTIONS]
-    known = {s.key: s for s in SECTIONS}
-    unknown = [k for k in wanted if k not in known]
-    if unknown:
-        raise SystemExit(f"art-geometry report: unknown section(s) {unknown}; available: {sorted(known)}")
     ctx = ReportContext(models=models, data=data, seed=args.seed, n_samples=args.samples,
-                        batch_size=args.batch_size, verbose=not args.quiet)
+                        batch_size=args.batch_size, verbose=not args.quiet, extras=extras)
     json_path, html_path, rows = write_report(ctx, [known[k]() for k in wanted], args.out)
     _print_summary(rows)
     print(f"\nreport written to {html_path.resolve()}\n           data in {json_path.resolve()}")
@@ -143,7 +123,8 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(prog="art-geometry", description=__doc__.strip().splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="compute the geometry metrics and write report.json + report.html")
-    rep.add_argument("--demo", action="store_true", help="train two small CNNs on digits (batch 512 vs 32) and report")
+    rep.add_argument("--demo", action="store_true", help="train four small CNNs on digits (natural batch 512 and 32, Jacobian-regularised, PGD "
+                     "adversarial) and report")
     rep.add_argument("--model", action="append", help="TorchScript file or module:factory (repeatable)")
     rep.add_argument("--weights", action="append", help="state_dict for the n-th module:factory model (repeatable)")
     rep.add_argument("--data", help="digits, fashion-mnist, or an .npz file (default for --demo: digits)")

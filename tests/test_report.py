@@ -33,13 +33,35 @@ def test_regions_section_numbers_match_the_metrics(tiny_ctx, tmp_path):
     assert ("wide", "PRS ratio (train)", f"{data['wide']['prs_train']['ratio']:.4f}") in rows
 
 
-def test_cli_demo(tmp_path, capsys):
-    assert main(["report", "--demo", "--epochs", "1", "--out", str(tmp_path), "--quiet", "--sections", "regions"]) == 0
+@pytest.fixture(scope="module")
+def small_npz(digits, tmp_path_factory):
+    """A 256/100 slice of digits, so the four demo models train in a few seconds."""
+    path = tmp_path_factory.mktemp("data") / "small.npz"
+    np.savez(path, x_train=digits.x_train[:256], y_train=digits.y_train[:256], x_test=digits.x_test[:100],
+             y_test=digits.y_test[:100])
+    return str(path)
+
+
+def test_cli_demo(tmp_path, capsys, small_npz):
+    argv = ["report", "--demo", "--data", small_npz, "--epochs", "1", "--out", str(tmp_path), "--quiet"]
+    assert main(argv + ["--sections", "regions"]) == 0
     out = capsys.readouterr().out
-    assert "A: batch 512" in out and "B: batch 32" in out and "report.html" in out
+    names = ["A: natural, batch 512", "B: natural, batch 32", "C: Jacobian-regularised", "D: PGD adversarial"]
+    assert all(name in out for name in names) and "report.html" in out
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["sections"]) == {"regions"}
-    assert report["meta"]["models"] == ["A: batch 512", "B: batch 32"]
+    assert report["meta"]["models"] == names
+
+
+def test_cli_demo_tracks_every_model(tmp_path, small_npz):
+    argv = ["report", "--demo", "--data", small_npz, "--epochs", "2", "--out", str(tmp_path), "--quiet"]
+    assert main(argv + ["--sections", "training"]) == 0
+    histories = json.loads((tmp_path / "report.json").read_text())["sections"]["training"]["data"]["histories"]
+    assert len(histories) == 4
+    for h in histories.values():
+        assert [r["epoch"] for r in h["epochs"]] == [0, 1]
+        assert 0 <= h["epochs"][-1]["test"]["robust_accuracy"] <= h["epochs"][-1]["test"]["accuracy"]
+    assert (tmp_path / "report.html").read_text().count("<h3>") == 4
 
 
 def test_cli_user_model_and_npz(tmp_path, digits):

@@ -74,6 +74,13 @@ def test_tracker_with_jacobian_trainer(digits, tmp_path):
     page = section.render(data, ctx)
     assert page.count("<img") == 4 and page.count("<tr>") == 3
     assert ("training", "test accuracy (epoch 2)", f"{last['test']['accuracy']:.4g}") in section.summary_rows(data)
+    both = ReportContext(models={}, data=digits, extras={"training": {"m1": h, "m2": str(path)}})
+    data2 = section.compute(both)
+    page2 = section.render(data2, both)
+    assert page2.count("<h3>") == 2 and page2.count("<img") == 8 and page2.count("<tr>") == 6
+    rows = section.summary_rows(data2)
+    assert {r[0] for r in rows} == {"m1", "m2"}
+    assert ("m2", "test accuracy (epoch 2)", f"{last['test']['accuracy']:.4g}") in rows
     empty = ReportContext(models={}, data=digits)
     assert "No training history" in section.render(section.compute(empty), empty)
     with pytest.raises(TypeError, match="GeometryTracker"):

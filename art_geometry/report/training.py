@@ -1,8 +1,9 @@
 """
-The Training section of the report: renders a :class:`art_geometry.tracking.GeometryTracker` history given in
-``ctx.extras["training"]`` (the history dict, the tracker itself, or the path of its JSON file): a per-epoch
-table, the margins over epochs (margins paper, Figs. 1-2), PRS ratio and robust accuracy over epochs (PRS paper,
-Fig. 5) and the correct/incorrect transitions. The section trains nothing: without a history it says so.
+The Training section of the report: renders :class:`art_geometry.tracking.GeometryTracker` histories given in
+``ctx.extras["training"]`` (one history — the dict, the tracker itself, or the path of its JSON file — or a
+mapping of model names to such histories, as ``art-geometry report --demo`` gives): per model, a per-epoch table,
+the margins over epochs (margins paper, Figs. 1-2), PRS ratio and robust accuracy over epochs (PRS paper, Fig. 5)
+and the correct/incorrect transitions. The section trains nothing: without a history it says so.
 """
 
 from __future__ import annotations
@@ -26,17 +27,28 @@ _COLUMNS = (
 )
 
 
+def _is_history(value: Any) -> bool:
+    return isinstance(value, dict) and {"config", "epochs", "transitions"} <= set(value)
+
+
 def _history(value: Any) -> dict[str, Any]:
     if isinstance(value, GeometryTracker):
         return value.history
     if isinstance(value, (str, os.PathLike)):
         return GeometryTracker.from_json(value)
-    if isinstance(value, dict) and {"config", "epochs", "transitions"} <= set(value):
+    if _is_history(value):
         return value
     raise TypeError(
-        "ctx.extras['training'] must be a GeometryTracker, its history dict or the path of its JSON file, "
-        f"got {type(value).__name__}"
+        "ctx.extras['training'] must be a GeometryTracker, its history dict or the path of its JSON file (or a "
+        f"dict of those by model name), got {type(value).__name__}"
     )
+
+
+def _histories(value: Any) -> dict[str, dict[str, Any]]:
+    """:return: Histories by name; a single history is named ``"training"``."""
+    if isinstance(value, dict) and not _is_history(value):
+        return {str(name): _history(h) for name, h in value.items()}
+    return {"training": _history(value)}
 
 
 def _cell(record: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -61,7 +73,7 @@ class TrainingSection(Section):
     def compute(self, ctx: ReportContext) -> dict[str, Any]:
         if "training" not in ctx.extras:
             return {"available": False}
-        return {"available": True, "history": _history(ctx.extras["training"])}
+        return {"available": True, "histories": _histories(ctx.extras["training"])}
 
     def render(self, data: dict[str, Any], ctx: ReportContext) -> str:
         if not data.get("available"):
@@ -69,38 +81,48 @@ class TrainingSection(Section):
                 "<p>No training history: track a training run with <code>GeometryTracker</code> and pass "
                 "<code>extras={'training': tracker.history}</code>.</p>"
             )
-        h = data["history"]
-        records = h["epochs"]
-        header = ["epoch"] + [c for c, _ in _COLUMNS] + ["median L2 margin (test)", "median L-inf margin (test)"]
-        rows = [
-            [r["epoch"]]
-            + [_cell(r, path) for _, path in _COLUMNS]
-            + [_median_margin(r, "test", "l2"), _median_margin(r, "test", "linf")]
-            for r in records
-        ]
-        cfg = h["config"]
-        parts = [
-            f"<p>{len(records)} tracked epoch(s) on {len(cfg['train_indices'])} training and "
-            f"{len(cfg['test_indices'])} test samples (seed {html.escape(str(cfg['seed']))}); PGD L-inf "
-            f"eps = {cfg['pgd_eps']:g}.</p>",
-            table_html(header, rows),
-        ]
-        if records and "margins" in records[0]["train"]:
-            for norm in records[0]["train"]["margins"]:
-                parts.append(figure_html(plot_margin_curves(h, norm), f"{norm} margins over epochs"))
-        if records:
-            parts.append(figure_html(plot_prs_curves(h), "PRS ratio and robust accuracy over epochs"))
-        if h["transitions"]:
-            parts.append(figure_html(plot_transitions(h, "test"), "correct/incorrect transitions"))
-        return "".join(parts)
+        histories = data["histories"]
+        if len(histories) == 1:
+            return _render_history(next(iter(histories.values())))
+        return "".join(f"<h3>{html.escape(name)}</h3>{_render_history(h)}" for name, h in histories.items())
 
     def summary_rows(self, data: dict[str, Any]) -> list[tuple[str, str, str]]:
-        if not data.get("available") or not data["history"]["epochs"]:
+        if not data.get("available"):
             return []
-        last = data["history"]["epochs"][-1]
         rows = []
-        for label, path in _COLUMNS:
-            value = _cell(last, path)
-            if value != "-":
-                rows.append(("training", f"{label} (epoch {last['epoch']})", f"{float(value):.4g}"))
+        for name, h in data["histories"].items():
+            if not h["epochs"]:
+                continue
+            last = h["epochs"][-1]
+            for label, path in _COLUMNS:
+                value = _cell(last, path)
+                if value != "-":
+                    rows.append((name, f"{label} (epoch {last['epoch']})", f"{float(value):.4g}"))
         return rows
+
+
+def _render_history(h: dict[str, Any]) -> str:
+    """:return: The table and figures of one history."""
+    records = h["epochs"]
+    header = ["epoch"] + [c for c, _ in _COLUMNS] + ["median L2 margin (test)", "median L-inf margin (test)"]
+    rows = [
+        [r["epoch"]]
+        + [_cell(r, path) for _, path in _COLUMNS]
+        + [_median_margin(r, "test", "l2"), _median_margin(r, "test", "linf")]
+        for r in records
+    ]
+    cfg = h["config"]
+    parts = [
+        f"<p>{len(records)} tracked epoch(s) on {len(cfg['train_indices'])} training and "
+        f"{len(cfg['test_indices'])} test samples (seed {html.escape(str(cfg['seed']))}); PGD L-inf "
+        f"eps = {cfg['pgd_eps']:g}.</p>",
+        table_html(header, rows),
+    ]
+    if records and "margins" in records[0]["train"]:
+        for norm in records[0]["train"]["margins"]:
+            parts.append(figure_html(plot_margin_curves(h, norm), f"{norm} margins over epochs"))
+    if records:
+        parts.append(figure_html(plot_prs_curves(h), "PRS ratio and robust accuracy over epochs"))
+    if h["transitions"]:
+        parts.append(figure_html(plot_transitions(h, "test"), "correct/incorrect transitions"))
+    return "".join(parts)
