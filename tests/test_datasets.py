@@ -7,6 +7,7 @@ import torch
 from art_geometry._rng import seeded
 from art_geometry.datasets import (
     CNN6,
+    Dataset,
     FASHION_MNIST_PATH,
     MLP,
     SmallCNN,
@@ -24,6 +25,21 @@ def test_digits_split(digits):
     assert np.array_equal(np.bincount(digits.y_test), np.bincount(load_digits().y_test))
     assert np.abs(np.bincount(digits.y_test) / 360 - np.bincount(digits.y_train) / 1437).max() < 0.01
     assert digits.nb_classes == 10 and digits.input_shape == (1, 8, 8)
+
+
+def test_subset_is_seeded_ordered_and_drawn_from_the_splits():
+    ids = np.arange(50, dtype=np.float32).reshape(50, 1, 1, 1)
+    data = Dataset(ids, np.arange(50) % 3, ids[:20] + 100, np.arange(20) % 3, "ids")
+    small = data.subset(10, 5, seed=1)
+    idx = small.x_train.ravel().astype(int)
+    assert len(set(idx)) == 10 and list(idx) == sorted(idx) and np.array_equal(small.y_train, idx % 3)
+    assert small.x_test.shape == (5, 1, 1, 1) and (small.x_test >= 100).all() and small.name == "ids"
+    assert np.array_equal(data.subset(10, 5, seed=1).x_train, small.x_train)
+    assert not np.array_equal(data.subset(10, 5, seed=2).x_train, small.x_train)
+    whole = data.subset(None, 10**6)
+    assert np.array_equal(whole.x_train, ids) and np.array_equal(whole.x_test, data.x_test)
+    with pytest.raises(ValueError, match="at least 1"):
+        data.subset(0)
 
 
 def _write_idx(path, arr, code):

@@ -45,6 +45,26 @@ class Dataset:
         """Shape of one sample."""
         return tuple(self.x_train.shape[1:])
 
+    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> "Dataset":
+        """
+        Seeded random subsets of the splits, in their original order (for quick runs on a large data set).
+
+        :param n_train: Training samples to keep; ``None`` (or more than there are) keeps all.
+        :param n_test: Test samples to keep; ``None`` keeps all.
+        :param seed: Seed of the draw (a ``numpy`` generator of its own; the global state is not used).
+        :return: A new data set with the same name.
+        :raises ValueError: For a size below 1.
+        """
+        rng = np.random.default_rng(seed)
+
+        def keep(n: int | None, size: int) -> np.ndarray:
+            if n is not None and n < 1:
+                raise ValueError(f"subset sizes must be at least 1, got {n}")
+            return np.sort(rng.permutation(size)[:n])
+
+        train, test = keep(n_train, len(self.x_train)), keep(n_test, len(self.x_test))
+        return Dataset(self.x_train[train], self.y_train[train], self.x_test[test], self.y_test[test], self.name)
+
 
 def load_digits(test_size: float = 0.2, seed: int = 0) -> Dataset:
     """
