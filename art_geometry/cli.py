@@ -123,8 +123,8 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(prog="art-geometry", description=__doc__.strip().splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="compute the geometry metrics and write report.json + report.html")
-    rep.add_argument("--demo", action="store_true", help="train four small CNNs on digits (natural batch 512 and 32, Jacobian-regularised, PGD "
-                     "adversarial) and report")
+    rep.add_argument("--demo", action="store_true", help="train four small CNNs on digits (natural batch 512 and 32, "
+                     "Jacobian-regularised, PGD adversarial) and report")
     rep.add_argument("--model", action="append", help="TorchScript file or module:factory (repeatable)")
     rep.add_argument("--weights", action="append", help="state_dict for the n-th module:factory model (repeatable)")
     rep.add_argument("--data", help="digits, fashion-mnist, or an .npz file (default for --demo: digits)")

@@ -465,8 +465,8 @@ def deepfool_margins(
     Algorithm 1: ``w_k <- P_S w_k``).
 
     Each iteration takes, for the still-active samples, one forward and one backward pass over the samples
-    replicated once per top-``candidates`` class (all candidate gradients at once); a sample leaves the active set when its prediction changes. The iterate is
-    ``x + (1 + overshoot) r_total`` (foolbox's placement). With ``refine``, a batched bracketing search (bisection
+    replicated once per top-``candidates`` class (all candidate gradients at once); a sample leaves the active set
+    when its prediction changes. The iterate is ``x + (1 + overshoot) r_total`` (foolbox's placement). With ``refine``, a batched bracketing search (bisection
     with secant guesses) on ``x + t r``, ``t in [0, 1]``, finds the crossing so the margin ``||t r||`` is inflated
     neither by the overshoot nor by a step past the boundary; the returned point is checked to be adversarial.
     Samples still clean after ``max_iter`` restart from ``x + noise`` (seeded Gaussian, std ``restart_noise``,

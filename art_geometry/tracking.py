@@ -1,10 +1,11 @@
 """
 Geometry over training: a callback that measures, at chosen epochs and on fixed seeded subsets of the training and
-test sets, the accuracy, the populated-region-set ratio and inclusion ratio ("Understanding adversarial robustness
-from the view of populated region set", Fig. 5 and 9), the L2 and L-inf DeepFool margins split by correct and
-incorrect samples (Figs. 1-2 of the margins paper: "Hold me tight! Influence of discriminative features on deep
-network boundaries" studies margins over training), the robust accuracy under PGD, and the transitions of samples
-between correct and incorrect between consecutive tracked epochs (the data of the margins paper's Sankey diagram).
+test sets, the accuracy, the populated-region-set ratio and inclusion ratio (the PRS paper: "Empirical Study of the
+Decision Region and Robustness in Deep Neural Networks", ICLR 2022 submission, Figs. 5 and 9), the L2 and L-inf
+DeepFool margins split by correct and incorrect samples (the margins paper: "Understanding the Decision Boundary of
+Deep Neural Networks: An Empirical Study", margins of train and test samples over epochs, natural vs adversarial
+training), the robust accuracy under PGD, and the transitions of samples between correct and incorrect between
+consecutive tracked epochs (the data of the margins paper's Sankey diagram).
 
 One tracker API for three ways of training:
 
