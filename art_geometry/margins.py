@@ -144,21 +144,22 @@ def _class_gradients(
     view: ModelView, x: torch.Tensor, pred: torch.Tensor, others: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
-    All candidate-class gradients from one forward and one backward pass over the batch replicated once per
-    candidate: replica ``j`` of sample ``i`` carries ``f_j = Z_{others[i, j]} - Z_pred``. Samples are independent
-    (the model is in eval mode), so the gradient of the summed ``f`` with respect to each row is that row's
-    ``grad f_j``. Replication does the same arithmetic as ``autograd.grad(..., is_grads_batched=True)`` in plain
-    kernels: 3.6x faster on the 8 x 8 SmallCNN on CPU, as fast on 28 x 28 (vmap over the convolutions' backward is
-    slow on CPU).
+    All candidate-class gradients from one forward pass: one batched backward pass per candidate ``j`` through the
+    retained graph, each giving ``grad f_j`` of every sample at once (samples are independent: the model is in eval
+    mode). On a quiet 2-core CPU this beats autograd's vmap (``is_grads_batched=True``) by 1.3-2x and a batch
+    replicated per candidate by about 3x (SmallCNN, 8 x 8 and 28 x 28, batch 128 and 512, 9 candidates; identical
+    gradients): ``K`` plain backward kernels over the whole batch are faster than their vmapped form.
 
     :return: Logits ``(A, C)``, ``f = Z_k - Z_pred`` ``(A, K)`` and ``w = grad f`` ``(A, K, *shape)``.
     """
-    a, k = others.shape
-    xr = x.detach().repeat((k,) + (1,) * (x.ndim - 1)).requires_grad_(True)
-    z = view(xr)
-    f = z.gather(1, others.t().reshape(-1, 1)) - z.gather(1, pred.repeat(k)[:, None])
-    (w,) = torch.autograd.grad(f.sum(), xr)
-    return z[:a].detach(), f.detach().reshape(k, a).t(), w.reshape((k, a) + tuple(x.shape[1:])).transpose(0, 1)
+    xa = x.detach().requires_grad_(True)
+    z = view(xa)
+    f = z.gather(1, others) - z.gather(1, pred[:, None])
+    k = others.shape[1]
+    w = torch.stack(
+        [torch.autograd.grad(f[:, j].sum(), xa, retain_graph=j < k - 1)[0] for j in range(k)], dim=1
+    )
+    return z.detach(), f.detach(), w
 
 
 def _step(f: torch.Tensor, w: torch.Tensor, p: float) -> torch.Tensor:
@@ -464,9 +465,9 @@ def deepfool_margins(
     optionally constrained to a subspace ``S`` ("Hold me tight!", Ortiz-Jimenez et al., NeurIPS 2020,
     Algorithm 1: ``w_k <- P_S w_k``).
 
-    Each iteration takes, for the still-active samples, one forward and one backward pass over the samples
-    replicated once per top-``candidates`` class (all candidate gradients at once); a sample leaves the active set
-    when its prediction changes. The iterate is ``x + (1 + overshoot) r_total`` (foolbox's placement). With ``refine``, a batched bracketing search (bisection
+    Each iteration takes, for the still-active samples, one forward pass and one batched backward pass per
+    top-``candidates`` class through the retained graph; a sample leaves the active set when its prediction
+    changes. The iterate is ``x + (1 + overshoot) r_total`` (foolbox's placement). With ``refine``, a batched bracketing search (bisection
     with secant guesses) on ``x + t r``, ``t in [0, 1]``, finds the crossing so the margin ``||t r||`` is inflated
     neither by the overshoot nor by a step past the boundary; the returned point is checked to be adversarial.
     Samples still clean after ``max_iter`` restart from ``x + noise`` (seeded Gaussian, std ``restart_noise``,

@@ -106,7 +106,7 @@ def main() -> None:
     t_ref_full = t_ref * len(x) / n_ref
 
     print(f"SmallCNN (1 epoch on {args.train} Fashion-MNIST images, test accuracy {acc:.3f}); 21 DCT subspaces "
-          f"8x8 stride 1; {len(x)} samples; measured on a shared 2-core CPU under load")
+          f"8x8 stride 1; {len(x)} samples; torch threads {torch.get_num_threads()}")
     print(f"{'method':<44}{'time (s)':>10}{'ratio':>10}")
     print(f"{'reference loop (' + str(n_ref) + ' samples, extrapolated)':<44}{t_ref_full:>10.1f}{1.0:>10.1f}")
     print(f"{'ours, reference settings (no refine)':<44}{t_same:>10.1f}{t_ref_full / t_same:>10.1f}")
