@@ -3,9 +3,9 @@ Scaling of ``deepfool_margins`` (L2, defaults: refine, 3 restarts, batch_size=12
 wall time and peak resident memory for N Fashion-MNIST test/train samples.
 
 Model: SmallCNN((1, 28, 28)) briefly trained (1 epoch on 5000 training images, seed 0), saved once and loaded by
-every measurement. Each N runs in a fresh subprocess; memory is the growth of the process's peak resident set
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) during the call, over a baseline taken after the data and the model
-are loaded, so it covers torch's allocations (which tracemalloc does not see) and excludes the input array itself.
+every measurement. Each N runs in a fresh subprocess; memory is the largest resident set sampled during the call
+(``_memory.peak_growth``) over the resident set just before it, after the data, the model and a warm-up call, so it
+covers torch's allocations (which tracemalloc does not see) and excludes the input array itself.
 
 Run:  .venv/bin/python benchmarks/bench_margins_scaling.py [--sizes 1000 10000 60000] [--threads 2]
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from _memory import peak_growth
 from art_geometry.datasets import SmallCNN, load_fashion_mnist, make_classifier, train_classifier
 
 SHAPE = (1, 28, 28)
@@ -44,13 +44,13 @@ def child(n: int, weights: str, threads: int) -> None:
     clf = make_classifier(model, SHAPE, 10)
     x = samples(n)
     deepfool_margins(clf, x[:8])  # warm-up
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = {}
     t0 = time.perf_counter()
-    r = deepfool_margins(clf, x)
+    base, peak = peak_growth(lambda: out.update(r=deepfool_margins(clf, x)))
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r = out["r"]
     print(json.dumps({
-        "n": n, "seconds": seconds, "peak_mib": (peak - base) / 1024, "success": float(r.success.mean()),
+        "n": n, "seconds": seconds, "peak_mib": (peak - base) / 2**20, "success": float(r.success.mean()),
         "median": float(np.median(r.margins[r.success])), "mean_iter": float(r.iterations.mean()),
     }))
 

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import torch
 
+from _memory import peak_growth
 from art_geometry import populated_region_set
 from art_geometry._model import model_view
 from art_geometry.datasets import SmallCNN, load_fashion_mnist, make_classifier, train_classifier
@@ -67,32 +66,6 @@ def _timed(fn):
     return time.perf_counter() - start, out
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_growth(fn) -> tuple[int, int]:
-    """:return: The resident set before ``fn`` and its largest value while ``fn`` ran (sampled every 2 ms), bytes."""
-    base = _rss()
-    peak = [base]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=sample)
-    thread.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        thread.join()
-    return base, max(peak[0], _rss())
-
-
 def _memory_child(mode: str, n: int, batch_size: int, layer: str | None) -> None:
     clf, data = _classifier(train=False)
     x = np.ascontiguousarray(data.x_train[:n])
@@ -100,9 +73,9 @@ def _memory_child(mode: str, n: int, batch_size: int, layer: str | None) -> None
     populated_region_set(clf, x[:batch_size], layer, batch_size=batch_size)
     extra = {}
     if mode == "forward":
-        base, peak = _peak_growth(lambda: _forward(clf, x, batch_size))
+        base, peak = peak_growth(lambda: _forward(clf, x, batch_size))
     else:
-        base, peak = _peak_growth(lambda: extra.update(res=populated_region_set(clf, x, layer, batch_size=batch_size)))
+        base, peak = peak_growth(lambda: extra.update(res=populated_region_set(clf, x, layer, batch_size=batch_size)))
         extra = {"packed_bytes": n * ((extra["res"].n_units + 7) // 8)}
     print(json.dumps({"mode": mode, "peak": peak, "base": base, **extra}))
 
