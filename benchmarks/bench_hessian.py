@@ -85,8 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     data = load_fashion_mnist()
     x = data.x_test[: args.n]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n={args.n}, D=784, k={args.k} "
-          "(CPU shared with other jobs: timings are noisy)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n={args.n}, D=784, k={args.k}")
     print(f"{'model':8} {'method':22} {'time s':>8} {'x vs top-k':>10} {'max |err|':>10} {'products':>9}")
     for smooth in (False, True):
         model = _trained(smooth, data)

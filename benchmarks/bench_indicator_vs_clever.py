@@ -65,8 +65,7 @@ def main() -> None:
     x, y = data.x_test[: args.n], data.y_test[: args.n]
     models = _models(data)
     print(f"digits, SmallCNN, n={args.n}, indicator eps={args.eps} (L-inf), PGD eps={args.pgd_eps} (L-inf, 20 "
-          f"steps), CLEVER nb_batches={args.clever_batches} batch_size={args.clever_batch_size} radius=0.3 L-inf "
-          "(CPU shared with other jobs: timings are noisy)")
+          f"steps), CLEVER nb_batches={args.clever_batches} batch_size={args.clever_batch_size} radius=0.3 L-inf")
     header = (f"{'model':18} {'acc':>5} {'PGD acc':>7} {'certified':>9} {'L/||J||1':>9} {'CLEVER':>7} "
               f"{'t ind s':>8} {'t CLEVER s':>10} {'ratio':>6}")
     print(header)

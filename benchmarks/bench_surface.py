@@ -63,7 +63,7 @@ def main() -> None:
     expected = (logits[:, t] - others.max(dim=1).values).numpy()
     same = np.allclose(surf.decision[0].ravel(), expected, atol=1e-4)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {r}x{r} = {r * r} points, "
-          f"batch {args.batch_size}, best of {args.repeats} (CPU shared with other jobs: timings are noisy)")
+          f"batch {args.batch_size}, best of {args.repeats}")
     print(f"{'method':34} {'time s':>8} {'ratio':>6}")
     print(f"{'forward pass over the grid points':34} {t_fwd:8.3f} {1.0:6.2f}")
     print(f"{'decision_surface (L + CE + points)':34} {t_surf:8.3f} {t_surf / t_fwd:6.2f}")
