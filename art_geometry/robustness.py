@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -504,12 +504,18 @@ def robust_accuracy(
     )
 
 
+def _is_attack_instance(attack: Any) -> bool:
+    return isinstance(attack, EvasionAttack) or (
+        type(attack).__module__.startswith("torchattacks") and callable(attack)
+    )
+
+
 def robustness_curve(
     classifier: Any,
     x: "np.ndarray | torch.Tensor",
     y: "np.ndarray | torch.Tensor",
     *,
-    attack: str = "pgd",
+    attack: "str | Callable[[float], Any]" = "pgd",
     eps_values: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3),
     norm: "int | float | str" = np.inf,
     max_iter: int = 10,
@@ -518,40 +524,53 @@ def robustness_curve(
     verbose: bool = False,
 ) -> RobustnessCurve:
     """
-    Robust accuracy for each budget in ``eps_values`` (step ``2.5 * eps / max_iter`` for each).
+    Robust accuracy for each budget in ``eps_values`` (step ``2.5 * eps / max_iter`` for each named attack).
 
     :param classifier: As in :func:`robust_accuracy`.
     :param x: Inputs.
     :param y: Labels.
-    :param attack: A named attack (``fgsm``, ``bim``, ``pgd``, ``autoattack``).
+    :param attack: A named attack (``fgsm``, ``bim``, ``pgd``, ``autoattack``), or a factory ``eps -> attack``
+                   returning an ART ``EvasionAttack`` or a torchattacks ``Attack`` with that budget (e.g.
+                   ``lambda eps: CarliniLInfMethod(...)`` or a custom loss); at ``eps = 0`` no attack runs (the
+                   clean accuracy), so the factory is called for positive budgets only.
     :param eps_values: Budgets, each ``>= 0``.
-    :param norm: The norm.
-    :param max_iter: Iterations of BIM and PGD.
+    :param norm: The norm of the named attacks, or the norm in which a factory's perturbations are measured.
+    :param max_iter: Iterations of BIM and PGD (named attacks).
     :param batch_size: Batch size.
     :param seed: Seed (the same for every budget).
     :param verbose: Show a progress bar over the budgets.
     :return: The curve.
+    :raises TypeError: For an attack instance (its budget is fixed: pass a factory) or anything else.
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(attack, str):
-        raise TypeError("robustness_curve needs a named attack (its budget is varied); got an instance")
+    if not isinstance(attack, str) and (_is_attack_instance(attack) or not callable(attack)):
+        raise TypeError(
+            "robustness_curve varies the budget: pass a named attack or a factory eps -> attack instance, got "
+            f"{type(attack).__name__}"
+        )
     eps_arr = np.array([_check_eps(e) for e in eps_values], dtype=np.float64)
     if eps_arr.size == 0:
         raise ValueError("eps_values is empty")
-    results = [
-        robust_accuracy(
-            classifier, x, y, attack=attack, eps=float(e), norm=norm, max_iter=max_iter, batch_size=batch_size,
-            seed=seed,
-        )
-        for e in tqdm(eps_arr, disable=not verbose, desc="eps")
-    ]
+    common = {"norm": norm, "max_iter": max_iter, "batch_size": batch_size, "seed": seed}
+
+    def at(eps: float) -> RobustnessResult:
+        if isinstance(attack, str):
+            return robust_accuracy(classifier, x, y, attack=attack, eps=eps, **common)
+        if eps == 0.0:
+            # no perturbation whatever the attack: the clean accuracy (a named attack at eps 0 runs nothing)
+            return robust_accuracy(classifier, x, y, attack="fgsm", eps=0.0, **common)
+        return robust_accuracy(classifier, x, y, attack=attack(eps), **common)
+
+    results = [at(float(e)) for e in tqdm(eps_arr, disable=not verbose, desc="eps")]
+    # the attack's name and norm from a budget it ran at (a factory is never called at eps 0)
+    ran = next((r for r, e in zip(results, eps_arr) if isinstance(attack, str) or e > 0), None)
     return RobustnessCurve(
         eps=eps_arr,
         clean_correct=results[0].clean_correct,
         adv_correct=np.stack([r.adv_correct for r in results]),
-        attack=results[0].attack,
-        norm=results[0].norm,
+        attack=ran.attack if ran else getattr(attack, "__name__", type(attack).__name__),
+        norm=(ran or results[0]).norm,
         params={"max_iter": max_iter, "batch_size": batch_size, "seed": seed},
     )
 

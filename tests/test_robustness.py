@@ -114,6 +114,28 @@ def test_curve_monotone_and_matches_single_calls(trained_cnn, subset):
     assert curve.to_dict()["summary"]["eps"] == [0.0, 0.05, 0.2]
 
 
+def test_curve_from_an_attack_factory_equals_the_named_attack(trained_cnn, subset):
+    from art.attacks.evasion import FastGradientMethod
+
+    x, y = subset
+    eps_values = [0.0, 0.05, 0.2]
+    calls = []
+
+    def factory(eps):
+        calls.append(eps)
+        return FastGradientMethod(trained_cnn, eps=eps, eps_step=eps, batch_size=128)
+
+    curve = robustness_curve(trained_cnn, x, y, attack=factory, eps_values=eps_values)
+    named = robustness_curve(trained_cnn, x, y, attack="fgsm", eps_values=eps_values)
+    assert calls == [0.05, 0.2]
+    assert np.array_equal(curve.adv_correct, named.adv_correct) and curve.attack == "FastGradientMethod"
+    assert curve.robust_accuracy[0] == curve.accuracy
+    with pytest.raises(TypeError, match="factory"):
+        robustness_curve(trained_cnn, x, y, attack=factory(0.1))
+    with pytest.raises(TypeError, match="factory"):
+        robustness_curve(trained_cnn, x, y, attack=3)
+
+
 def test_inclusion_groups(trained_cnn, subset, digits, monkeypatch):
     import art_geometry.regions as regions
 
