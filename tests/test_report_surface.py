@@ -46,3 +46,17 @@ def test_plots_return_figures():
         plot_surface_contour(res, 2)
     with pytest.raises(ValueError, match="surface must be"):
         plot_surface_3d(res, surface="margin")
+
+
+def test_decision_colours_centred_on_the_boundary_and_shared_across_models():
+    model = random_linear(3, (4,), seed=0)
+    x = np.random.default_rng(0).normal(size=(1, 4))
+    small = decision_surface(model, x, span=1.0, resolution=9)
+    large = decision_surface(model, x, span=4.0, resolution=9)
+    fig = plot_surface_comparison({"small": small, "large": large})
+    norms = [ax.collections[0].norm for ax in fig.axes[:2]]
+    assert norms[0] is norms[1]
+    half = float(np.abs(large.decision[0]).max())
+    assert norms[0](0.0) == pytest.approx(0.5) and norms[0].vmax == pytest.approx(half)
+    assert norms[0].vmin == pytest.approx(-half)
+    matplotlib.pyplot.close(fig)

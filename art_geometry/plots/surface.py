@@ -25,10 +25,27 @@ def _axis_labels(result: SurfaceResult) -> tuple[str, str]:
     return "alpha (random)", "beta (random)"
 
 
-def _contour(ax: Any, result: SurfaceResult, index: int, surface: str, title: str) -> Any:
-    z = result.decision[index] if surface == "decision" else result.loss[index]
+def _values(result: SurfaceResult, index: int, surface: str) -> np.ndarray:
+    return result.decision[index] if surface == "decision" else result.loss[index]
+
+
+def _norm(values: list[np.ndarray], surface: str) -> Any:
+    """
+    The colour scale: for ``L``, centred on the boundary ``L = 0`` (white), blue where the label wins and red where
+    another class does, symmetric over the largest ``|L|``; for the loss, the common range.
+    """
+    from matplotlib.colors import CenteredNorm, Normalize
+
+    if surface == "decision":
+        return CenteredNorm(vcenter=0.0, halfrange=max(float(np.abs(v).max()) for v in values) or 1.0)
+    return Normalize(vmin=min(float(v.min()) for v in values), vmax=max(float(v.max()) for v in values))
+
+
+def _contour(ax: Any, result: SurfaceResult, index: int, surface: str, title: str, norm: Any) -> Any:
     c = result.coords
-    filled = ax.contourf(c, c, z, levels=20, cmap="RdBu" if surface == "decision" else "viridis")
+    levels = np.linspace(norm.vmin, norm.vmax, 21)
+    cmap = "RdBu" if surface == "decision" else "viridis"
+    filled = ax.contourf(c, c, _values(result, index, surface), levels=levels, cmap=cmap, norm=norm, extend="both")
     if result.decision[index].min() < 0 < result.decision[index].max():
         ax.contour(c, c, result.decision[index], levels=[0.0], colors="k", linewidths=2)
     ax.plot([0.0], [0.0], marker="*", color="gold", markersize=14, markeredgecolor="k", label="x")
@@ -58,8 +75,9 @@ def plot_surface_contour(
     if surface not in ("decision", "loss"):
         raise ValueError(f"surface must be 'decision' or 'loss', got {surface!r}")
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4.5))
-    filled = _contour(ax, result, index, surface, f"{surface} surface, label {result.labels[index]}")
+        _, ax = plt.subplots(figsize=(5, 4.5), layout="constrained")
+    norm = _norm([_values(result, index, surface)], surface)
+    filled = _contour(ax, result, index, surface, f"{surface} surface, label {result.labels[index]}", norm)
     ax.figure.colorbar(filled, ax=ax, label="L(x)" if surface == "decision" else "cross-entropy")
     return ax.figure
 
@@ -78,11 +96,12 @@ def plot_surface_3d(result: SurfaceResult, index: int = 0, *, surface: str = "de
     _check_index(result, index)
     if surface not in ("decision", "loss"):
         raise ValueError(f"surface must be 'decision' or 'loss', got {surface!r}")
-    z = result.decision[index] if surface == "decision" else result.loss[index]
+    z = _values(result, index, surface)
     a, b = np.meshgrid(result.coords, result.coords)
     fig = plt.figure(figsize=(6, 5))
     ax = fig.add_subplot(projection="3d")
-    ax.plot_surface(a, b, z, cmap="RdBu" if surface == "decision" else "viridis", linewidth=0, antialiased=True)
+    cmap = "RdBu" if surface == "decision" else "viridis"
+    ax.plot_surface(a, b, z, cmap=cmap, norm=_norm([z], surface), linewidth=0, antialiased=True)
     if surface == "decision":
         ax.plot_surface(a, b, np.zeros_like(z), color="grey", alpha=0.25)
     xl, yl = _axis_labels(result)
@@ -106,10 +125,11 @@ def plot_surface_comparison(results: dict[str, SurfaceResult], index: int = 0, *
 
     if not results:
         raise ValueError("results is empty: pass at least one model's surface")
-    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 4.2), squeeze=False)
-    for ax, (name, result) in zip(axes[0], results.items()):
+    for result in results.values():
         _check_index(result, index)
-        filled = _contour(ax, result, index, surface, name)
-        fig.colorbar(filled, ax=ax, shrink=0.8)
-    fig.tight_layout()
+    norm = _norm([_values(r, index, surface) for r in results.values()], surface)
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 4.2), squeeze=False, layout="constrained")
+    for ax, (name, result) in zip(axes[0], results.items()):
+        filled = _contour(ax, result, index, surface, name, norm)
+    fig.colorbar(filled, ax=list(axes[0]), shrink=0.8, label="L(x)" if surface == "decision" else "cross-entropy")
     return fig

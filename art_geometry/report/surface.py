@@ -94,7 +94,7 @@ class SurfaceSection(Section):
             for kind in _SURFACE_KINDS:
                 result = _rebuild(m["surfaces"][kind])
                 n = len(result.labels)
-                fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4), squeeze=False)
+                fig, axes = plt.subplots(1, n, figsize=(5 * n, 4.2), squeeze=False, layout="constrained")
                 for i, ax in enumerate(axes[0]):
                     plot_surface_contour(result, i, ax=ax)
                 fig.suptitle(f"{name}: {kind} planes")
