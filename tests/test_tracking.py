@@ -64,6 +64,17 @@ def test_tracker_with_jacobian_trainer(digits, tmp_path):
     for fig in (plot_margin_curves(h, "linf", "mean"), plot_prs_curves(h), plot_transitions(h, "train")):
         assert fig.axes
         matplotlib.pyplot.close(fig)
+    # two trainings on shared panels, and every plot onto given axes
+    fig = plot_margin_curves(h, "l2", label="natural")
+    assert plot_margin_curves(h, "l2", axes=fig.axes[:2], label="adversarial", linestyle="--") is fig
+    assert len(fig.axes[0].lines) == 6
+    legend = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+    assert {"natural: all", "adversarial: incorrect"} <= legend
+    matplotlib.pyplot.close(fig)
+    fig, axes = matplotlib.pyplot.subplots(1, 2)
+    assert plot_prs_curves(h, ax=axes[0]) is fig and plot_transitions(h, ax=axes[1]) is fig
+    assert len(axes[1].patches) == 4
+    matplotlib.pyplot.close(fig)
 
     from art_geometry.report.base import ReportContext
     from art_geometry.report.training import TrainingSection

@@ -6,13 +6,15 @@ accuracy over epochs (the PRS paper's Fig. 5); and the correct/incorrect transit
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 __all__ = ["plot_margin_curves", "plot_prs_curves", "plot_transitions"]
 
 _GROUPS = (("all", None), ("correct", "correct"), ("incorrect", "incorrect"))
+#: The tracker numbers epochs from 0 (epoch 0 = after the first epoch of training).
+_EPOCH = "epoch (0 = after the first)"
 
 
 def _epochs(history: dict[str, Any]) -> np.ndarray:
@@ -24,14 +26,26 @@ def _num(value: Any) -> float:
     return float(value)
 
 
-def plot_margin_curves(history: dict[str, Any], norm: str = "l2", stat: str = "median") -> Any:
+def plot_margin_curves(
+    history: dict[str, Any],
+    norm: str = "l2",
+    stat: str = "median",
+    *,
+    axes: "Sequence[Any] | None" = None,
+    label: str = "",
+    linestyle: str = "-",
+) -> Any:
     """
     Margins over epochs: one panel per subset (train, test), one line per group (all, correct, incorrect), with
-    a band of +- one standard error around the mean when ``stat="mean"``.
+    a band of +- one standard error around the mean when ``stat="mean"``. Several trainings can share the panels
+    (e.g. natural vs adversarial): pass the same ``axes`` with a ``label`` and a ``linestyle`` each.
 
     :param history: A tracker history.
     :param norm: ``"l2"`` or ``"linf"``.
     :param stat: ``"median"`` or ``"mean"``.
+    :param axes: Two axes (train, test) to draw on; a new figure when ``None``.
+    :param label: Prefix of the legend entries.
+    :param linestyle: Line style of this history's lines.
     :return: The matplotlib figure.
     :raises ValueError: When the history holds no margins in that norm.
     """
@@ -41,37 +55,40 @@ def plot_margin_curves(history: dict[str, Any], norm: str = "l2", stat: str = "m
     if not records or "margins" not in records[0]["train"] or norm not in records[0]["train"]["margins"]:
         raise ValueError(f"the history holds no {norm} margins (track with metrics including 'margins')")
     epochs = _epochs(history)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True, layout="constrained")[1]
+    prefix = f"{label}: " if label else ""
     for ax, subset in zip(axes, ("train", "test")):
-        for label, key in _GROUPS:
+        for (group, key), color in zip(_GROUPS, ("C0", "C2", "C3")):
             stats = [r[subset]["margins"][norm] if key is None else r[subset]["margins"][norm][key] for r in records]
             values = np.array([_num(s[stat]) for s in stats])
-            line = ax.plot(epochs, values, marker="o", label=label)[0]
+            line = ax.plot(epochs, values, marker="o", color=color, ls=linestyle, label=prefix + group)[0]
             if stat == "mean":
                 err = np.array([_num(s["std_error"]) for s in stats])
                 ax.fill_between(epochs, values - err, values + err, color=line.get_color(), alpha=0.2)
         ax.set_title(f"{subset}: {stat} {norm} margin")
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(_EPOCH)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("DeepFool margin")
-    axes[0].legend()
-    fig.tight_layout()
-    return fig
+    axes[0].legend(fontsize=8)
+    return axes[0].figure
 
 
-def plot_prs_curves(history: dict[str, Any]) -> Any:
+def plot_prs_curves(history: dict[str, Any], *, ax: Any = None) -> Any:
     """
     PRS ratio (train and test subsets) and inclusion ratio on the left axis, accuracy and PGD robust accuracy on
     the right axis, over epochs (PRS paper, Fig. 5).
 
     :param history: A tracker history.
+    :param ax: Axes to draw on (a twin axis is added for the accuracies); a new figure when ``None``.
     :return: The matplotlib figure.
     """
     import matplotlib.pyplot as plt
 
     records = history["epochs"]
     epochs = _epochs(history)
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    if ax is None:
+        ax = plt.subplots(figsize=(6.5, 3.8), layout="constrained")[1]
     right = ax.twinx()
     if records and "prs_ratio" in records[0]["train"]:
         for subset in ("train", "test"):
@@ -83,7 +100,7 @@ def plot_prs_curves(history: dict[str, Any]) -> Any:
         eps = history["config"]["pgd_eps"]
         right.plot(epochs, [r["test"]["robust_accuracy"] for r in records], ls=":", marker="^",
                    label=f"PGD robust accuracy (eps={eps:g})")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(_EPOCH)
     ax.set_ylabel("ratio")
     right.set_ylabel("accuracy")
     right.set_ylim(0, 1)
@@ -91,32 +108,32 @@ def plot_prs_curves(history: dict[str, Any]) -> Any:
     labels = ax.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
     ax.legend(handles, labels, fontsize=8, loc="best")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return ax.figure
 
 
-def plot_transitions(history: dict[str, Any], subset: str = "test") -> Any:
+def plot_transitions(history: dict[str, Any], subset: str = "test", *, ax: Any = None) -> Any:
     """
     Stacked bars of the correct/incorrect transitions between consecutive tracked epochs (the counts behind the
     margins paper's Sankey diagram).
 
     :param history: A tracker history.
     :param subset: ``"train"`` or ``"test"``.
+    :param ax: Axes to draw on; a new figure when ``None``.
     :return: The matplotlib figure.
     """
     import matplotlib.pyplot as plt
 
     moves = history["transitions"]
     keys = ("correct->correct", "incorrect->correct", "correct->incorrect", "incorrect->incorrect")
-    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    if ax is None:
+        ax = plt.subplots(figsize=(6.5, 3.5), layout="constrained")[1]
     names = [f"{m['from']}->{m['to']}" for m in moves]
     bottom = np.zeros(len(moves))
     for key in keys:
         counts = np.array([m[subset][key] for m in moves], dtype=float)
         ax.bar(names, counts, bottom=bottom, label=key)
         bottom += counts
-    ax.set_xlabel("tracked epochs")
+    ax.set_xlabel("tracked epochs (0-based)")
     ax.set_ylabel(f"{subset} samples")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return ax.figure
