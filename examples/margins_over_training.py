@@ -211,53 +211,11 @@ def key_numbers(history: dict[str, Any]) -> dict[str, Any]:
     return {"epochs": rows, "transitions": history["transitions"]}
 
 
-def _pixels(fig: Any) -> np.ndarray:
-    """
-    :param fig: A matplotlib figure (closed afterwards).
-    :return: Its RGB pixels.
-    """
-    import matplotlib.pyplot as plt
-
-    fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return rgb
-
-
-def _stack(images: list[np.ndarray], axis: int) -> np.ndarray:
-    """
-    :param images: RGB images.
-    :param axis: 0 to stack vertically, 1 side by side (the other dimension padded with white).
-    :return: The combined image.
-    """
-    other = 1 - axis
-    size = max(im.shape[other] for im in images)
-    padded = []
-    for im in images:
-        pad = [(0, 0), (0, 0), (0, 0)]
-        pad[other] = (0, size - im.shape[other])
-        padded.append(np.pad(im, pad, constant_values=255))
-    return np.concatenate(padded, axis=axis)
-
-
-def _titled(fig: Any, title: str, ylim: tuple[float, float] | None = None) -> Any:
-    """
-    :param fig: A figure from :mod:`art_geometry.plots.training`.
-    :param title: Its title.
-    :param ylim: Common y-limits of its axes (shared among the figures of one norm), or ``None``.
-    :return: The same figure, titled.
-    """
-    if ylim is not None:
-        fig.axes[0].set_ylim(*ylim)
-    fig.suptitle(title, fontsize=11)
-    fig.subplots_adjust(top=0.8)
-    return fig
-
-
 def plot(histories: dict[str, dict[str, Any]], out: Path) -> None:
     """
-    Write the margin curves of both trainings (``NAME.png``; median margins, rows: training x norm, shared y-scale
-    per norm) and the tracking curves with the test transitions (``NAME_tracking.png``).
+    Write the margin curves of both trainings on shared panels (``NAME.png``; median margins, rows: norms, columns:
+    train and test subsets, solid natural, dashed adversarial) and, per training, the PRS / accuracy curves with the
+    test transitions (``NAME_tracking.png``).
 
     :param histories: ``{"natural": history, "adversarial": history}``.
     :param out: The output folder.
@@ -267,20 +225,22 @@ def plot(histories: dict[str, dict[str, Any]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = []
-    for norm in NORMS:
-        figs = {name: plot_margin_curves(h, norm=norm, stat="median") for name, h in histories.items()}
-        top = max(fig.axes[0].get_ylim()[1] for fig in figs.values())
-        rows += [_pixels(_titled(fig, f"{name} training: median DeepFool {norm} margin", (0, top)))
-                 for name, fig in figs.items()]
-    plt.imsave(out / f"{NAME}.png", _stack(rows, axis=0))
-    tracking = [
-        _stack([_pixels(_titled(plot_prs_curves(h), f"{name} training"))]
-               + ([_pixels(_titled(plot_transitions(h, "test"), f"{name} training: test transitions"))]
-                  if h["transitions"] else []), axis=1)
-        for name, h in histories.items()
-    ]
-    plt.imsave(out / f"{NAME}_tracking.png", _stack(tracking, axis=0))
+    fig, axes = plt.subplots(len(NORMS), 2, figsize=(11, 3.8 * len(NORMS)), sharey="row", layout="constrained")
+    for row, norm in zip(axes, NORMS):
+        for (name, history), style in zip(histories.items(), ("-", "--")):
+            plot_margin_curves(history, norm=norm, stat="median", axes=row, label=name, linestyle=style)
+    fig.savefig(out / f"{NAME}.png", dpi=100)
+    plt.close(fig)
+    fig, axes = plt.subplots(len(histories), 2, figsize=(13, 3.8 * len(histories)), squeeze=False,
+                             layout="constrained")
+    for (name, history), (left, right) in zip(histories.items(), axes):
+        plot_prs_curves(history, ax=left)
+        left.set_title(f"{name} training")
+        if history["transitions"]:
+            plot_transitions(history, "test", ax=right)
+            right.set_title(f"{name} training: test transitions")
+    fig.savefig(out / f"{NAME}_tracking.png", dpi=100)
+    plt.close(fig)
 
 
 def print_table(numbers: dict[str, Any]) -> None:
