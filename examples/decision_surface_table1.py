@@ -87,12 +87,11 @@ One seed, one value of each c, no error bars: differences of a few points (about
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import matplotlib
 
@@ -105,7 +104,9 @@ from art.defences.trainer import AdversarialTrainer  # noqa: E402
 from art.estimators.classification import PyTorchClassifier  # noqa: E402
 from torch import nn  # noqa: E402
 
+from _common import example_parser  # noqa: E402
 from art_geometry import JacobianRegularizedTrainer, jacobian_stats, robust_accuracy  # noqa: E402
+from art_geometry._rng import seeded  # noqa: E402
 from art_geometry.datasets import (  # noqa: E402
     Dataset,
     SmallCNN,
@@ -137,34 +138,12 @@ class CWMarginLoss(nn.Module):
         return (other - true).sum()
 
 
-@contextlib.contextmanager
-def global_seed(seed: int) -> Iterator[None]:
-    """
-    Seed numpy's and torch's global generators (ART's trainers and attacks draw from them) and restore the
-    caller's states on exit.
-
-    :param seed: The seed.
-    """
-    np_state = np.random.get_state()
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        try:
-            yield
-        finally:
-            np.random.set_state(np_state)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """
     :param argv: Command-line arguments (``None``: ``sys.argv``).
     :return: The settings.
     """
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--out", default=f"examples_out/{NAME}", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights, subsets, shuffling and attacks")
-    p.add_argument("--quick", action="store_true", help="tiny smoke setting (a few seconds)")
-    p.add_argument("--data", choices=("digits", "fashion-mnist"), default="digits")
+    p = example_parser(NAME, __doc__)
     p.add_argument("--n-train", type=int, default=None, help="training subset size (default: all)")
     p.add_argument("--n-test", type=int, default=None, help="test subset size (default: all)")
     p.add_argument("--epochs", type=int, default=15)
@@ -228,7 +207,7 @@ def train_jacobian_adversarial(
             ids = order[start:start + args.batch_size]
             xb, yb = x[ids].copy(), y[ids]
             adv = rng.choice(len(ids), size=int(np.ceil(0.5 * len(ids))), replace=False)
-            with global_seed(args.seed + epoch * len(x) + start):
+            with seeded(args.seed + epoch * len(x) + start):
                 xb[adv] = attack.generate(xb[adv], y=yb[adv])
             trainer.fit(xb, yb, batch_size=len(ids), nb_epochs=1, seed=args.seed, verbose=False)
 
@@ -247,7 +226,7 @@ def train_model(kind: str, classifier: Any, data: Dataset, args: argparse.Namesp
         train_classifier(classifier, x, y, nb_epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     elif kind == "adv":
         trainer = AdversarialTrainer(classifier, pgd(classifier, args.train_eps, args.train_iter), ratio=0.5)
-        with global_seed(args.seed):
+        with seeded(args.seed):
             trainer.fit(x, y, nb_epochs=args.epochs, batch_size=args.batch_size)
     elif kind == "jacobian_adv":
         train_jacobian_adversarial(classifier, x, y, args)
@@ -364,8 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = (load_digits(seed=args.seed) if args.data == "digits" else load_fashion_mnist()).subset(
         args.n_train, args.n_test, args.seed
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(args.seed)
+    with seeded(args.seed):
         init = copy.deepcopy(SmallCNN(data.input_shape, data.nb_classes).state_dict())
     results = {kind: run_model(kind, init, data, args) for kind in MODELS}
     nat = results["natural"]["jacobian_l1_mean"]

@@ -90,7 +90,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from art_geometry import (  # noqa: E402
     Subspace,
@@ -101,6 +100,8 @@ from art_geometry import (  # noqa: E402
     span,
     subspace_margins,
 )
+from _common import example_parser  # noqa: E402
+from art_geometry._rng import seeded  # noqa: E402
 from art_geometry.datasets import MLP, make_classifier, train_classifier  # noqa: E402
 from art_geometry.datasets.synthetic import SyntheticData, alternating, linearly_separable  # noqa: E402
 
@@ -112,10 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     :param argv: Command-line arguments (``None``: ``sys.argv``).
     :return: The settings.
     """
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--out", default=f"examples_out/{NAME}", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data, the weights, the shuffling and DeepFool")
-    p.add_argument("--quick", action="store_true", help="tiny smoke setting (a few seconds)")
+    p = example_parser(NAME, __doc__, data=False)
     p.add_argument("--dim", type=int, default=100, help="input dimension D")
     p.add_argument("--epsilon", type=float, default=5.0, help="distance between the class centres along u1")
     p.add_argument("--sigma", type=float, default=1.0, help="noise standard deviation")
@@ -140,8 +138,7 @@ def train_mlp(data: SyntheticData, args: argparse.Namespace) -> Any:
     :param args: The settings.
     :return: The trained ART classifier (no clip values: the data is unbounded).
     """
-    with torch.random.fork_rng():
-        torch.manual_seed(args.seed)
+    with seeded(args.seed):
         model = MLP((args.dim,), tuple(args.hidden), 2)
     classifier = make_classifier(model, (args.dim,), 2, clip_values=None)
     x, y = data.x[: args.n_train], data.y[: args.n_train]

@@ -78,19 +78,18 @@ the margins of the correct TRAINING samples SHRINK during natural training (medi
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from art.attacks.evasion import ProjectedGradientDescent
 from art.defences.trainer import AdversarialTrainer
 
 from art_geometry import GeometryTracker, fit_tracked
-from art_geometry.datasets import Dataset, SmallCNN, load_digits, load_fashion_mnist, make_classifier
+from _common import example_parser, twin_classifiers
+from art_geometry.datasets import Dataset, SmallCNN, load_digits, load_fashion_mnist
 from art_geometry.plots.training import plot_margin_curves, plot_prs_curves, plot_transitions
 
 NAME = "margins_over_training"
@@ -103,11 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     :param argv: Command-line arguments (``None``: ``sys.argv[1:]``).
     :return: The parsed options; ``--quick`` overrides the sizes with a tiny smoke setting.
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", choices=("digits", "fashion-mnist"), default="digits")
-    parser.add_argument("--out", default=f"examples_out/{NAME}", help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="initial weights, subsets, shuffling, attacks")
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run on digits (a few seconds)")
+    parser = example_parser(NAME, __doc__)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--tracked", type=int, nargs="+", default=None,
                         help="0-based epochs to track, as in the tracker (default: 6 evenly spread, first and last)")
@@ -123,22 +118,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.data, args.epochs, args.tracked, args.n_train, args.n_tracked = "digits", 2, [0, 1], 192, 20
         args.margin_iter = 10
     return args
-
-
-def twin_classifiers(data: Dataset, lr: float, seed: int) -> tuple[Any, Any]:
-    """
-    :param data: The data set (input shape, number of classes).
-    :param lr: Adam's learning rate.
-    :param seed: Seed of the initial weights (the global torch RNG is left as it was).
-    :return: Two ART classifiers around copies of one ``SmallCNN`` (identical initial weights), each with its own Adam.
-    """
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = SmallCNN(data.input_shape, data.nb_classes)
-    natural, adversarial = (
-        make_classifier(copy.deepcopy(model), data.input_shape, data.nb_classes, lr=lr) for _ in range(2)
-    )
-    return natural, adversarial
 
 
 def tracked_epochs(args: argparse.Namespace) -> list[int]:
@@ -274,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = (load_digits() if args.data == "digits" else load_fashion_mnist()).subset(args.n_train, None, args.seed)
     histories: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
-    for name, classifier in zip(("natural", "adversarial"), twin_classifiers(data, args.lr, args.seed)):
+    for name, classifier in zip(("natural", "adversarial"), twin_classifiers(SmallCNN, data, args.lr, args.seed, 2)):
         tic = time.perf_counter()
         histories[name] = run_training(classifier, data, name == "adversarial", args)
         seconds[name] = time.perf_counter() - tic

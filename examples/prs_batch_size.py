@@ -64,17 +64,16 @@ Against the paper (Fig. 5: the large-batch net ends with a LARGER PRS ratio and 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from art_geometry import GeometryTracker, fit_tracked, inclusion_ratio, populated_region_set, robust_accuracy
-from art_geometry.datasets import CNN6, Dataset, load_digits, load_fashion_mnist, make_classifier
+from _common import example_parser, twin_classifiers
+from art_geometry.datasets import CNN6, Dataset, load_digits, load_fashion_mnist
 
 NAME = "prs_batch_size"
 
@@ -84,11 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     :param argv: Command-line arguments (``None``: ``sys.argv[1:]``).
     :return: The parsed options; ``--quick`` overrides the sizes with a tiny smoke setting.
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", choices=("digits", "fashion-mnist"), default="digits")
-    parser.add_argument("--out", default=f"examples_out/{NAME}", help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="initial weights, subsets, shuffling, attacks")
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run on digits (a few seconds)")
+    parser = example_parser(NAME, __doc__)
     parser.add_argument("--epochs", type=int, default=100, help="epochs, the same for both batch sizes")
     parser.add_argument("--batch-sizes", type=int, nargs=2, default=(2048, 128), metavar=("LARGE", "SMALL"))
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate, the same for both")
@@ -101,22 +96,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.data, args.epochs, args.n_train, args.n_test, args.track_points = "digits", 3, 256, 100, 3
     return args
-
-
-def twin_classifiers(data: Dataset, lr: float, seed: int, copies: int) -> list[Any]:
-    """
-    :param data: The data set (input shape, number of classes).
-    :param lr: Adam's learning rate.
-    :param seed: Seed of the initial weights (the global torch RNG is left as it was).
-    :param copies: How many classifiers.
-    :return: ART classifiers around copies of one ``CNN6`` (identical initial weights), each with its own Adam.
-    """
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = CNN6(data.input_shape, data.nb_classes)
-    return [
-        make_classifier(copy.deepcopy(model), data.input_shape, data.nb_classes, lr=lr) for _ in range(copies)
-    ]
 
 
 def tracked_epochs(nb_epochs: int, points: int) -> list[int]:
@@ -239,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = load_digits() if args.data == "digits" else load_fashion_mnist()
     data = data.subset(args.n_train, args.n_test, args.seed)
     results: dict[str, Any] = {}
-    for classifier, batch_size in zip(twin_classifiers(data, args.lr, args.seed, 2), args.batch_sizes):
+    for classifier, batch_size in zip(twin_classifiers(CNN6, data, args.lr, args.seed, 2), args.batch_sizes):
         tic = time.perf_counter()
         history = train_tracked(classifier, data, batch_size, args)
         seconds = time.perf_counter() - tic

@@ -30,7 +30,8 @@ def test_every_paper_has_an_example():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_example_runs_quick(name, tmp_path):
+def test_example_runs_quick(name, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # the scripts import their shared ``_common``, as when run directly
     numbers = _load(name).main(["--quick", "--out", str(tmp_path)])
     written = json.loads((tmp_path / f"{name}.json").read_text())
     assert written == json.loads(json.dumps(numbers))
