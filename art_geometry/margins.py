@@ -467,9 +467,10 @@ def deepfool_margins(
 
     Each iteration takes, for the still-active samples, one forward pass and one batched backward pass per
     top-``candidates`` class through the retained graph; a sample leaves the active set when its prediction
-    changes. The iterate is ``x + (1 + overshoot) r_total`` (foolbox's placement). With ``refine``, a batched bracketing search (bisection
-    with secant guesses) on ``x + t r``, ``t in [0, 1]``, finds the crossing so the margin ``||t r||`` is inflated
-    neither by the overshoot nor by a step past the boundary; the returned point is checked to be adversarial.
+    changes. The iterate is ``x + (1 + overshoot) r_total`` (foolbox's placement). With ``refine``, a batched
+    bracketing search (bisection with secant guesses) on ``x + t r``, ``t in [0, 1]``, finds the crossing so the
+    margin ``||t r||`` is inflated neither by the overshoot nor by a step past the boundary; the returned point is
+    checked to be adversarial.
     Samples still clean after ``max_iter`` restart from ``x + noise`` (seeded Gaussian, std ``restart_noise``,
     projected onto ``S``) up to ``restarts`` times; those that still fail get ``success=False`` and margin ``inf``.
 

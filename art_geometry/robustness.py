@@ -351,6 +351,11 @@ def _named_attack(
     return AutoAttack(estimator, norm=art_norm, eps=eps, eps_step=step, batch_size=batch_size)
 
 
+def _is_torchattacks(attack: Any) -> bool:
+    """:return: Whether ``attack`` is a torchattacks ``Attack`` instance (recognised without importing torchattacks)."""
+    return type(attack).__module__.startswith("torchattacks") and callable(attack)
+
+
 def _resolve_attack(attack: Any, norm: Any) -> tuple[str, float]:
     if isinstance(attack, str):
         name = attack.lower()
@@ -365,7 +370,7 @@ def _resolve_attack(attack: Any, norm: Any) -> tuple[str, float]:
             raise ValueError("a targeted attack does not measure robust accuracy: pass an untargeted attack")
         raw = getattr(attack, "norm", norm)
         return type(attack).__name__, np.inf if raw in ("inf", np.inf) else float(raw)
-    if type(attack).__module__.startswith("torchattacks") and callable(attack):
+    if _is_torchattacks(attack):
         return type(attack).__name__, check_norm(norm, (1.0, 2.0, np.inf))
     raise TypeError(
         f"attack must be one of {', '.join(ATTACKS)}, an ART EvasionAttack or a torchattacks Attack; "
@@ -504,12 +509,6 @@ def robust_accuracy(
     )
 
 
-def _is_attack_instance(attack: Any) -> bool:
-    return isinstance(attack, EvasionAttack) or (
-        type(attack).__module__.startswith("torchattacks") and callable(attack)
-    )
-
-
 def robustness_curve(
     classifier: Any,
     x: "np.ndarray | torch.Tensor",
@@ -544,7 +543,8 @@ def robustness_curve(
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(attack, str) and (_is_attack_instance(attack) or not callable(attack)):
+    instance = isinstance(attack, EvasionAttack) or _is_torchattacks(attack)
+    if not isinstance(attack, str) and (instance or not callable(attack)):
         raise TypeError(
             "robustness_curve varies the budget: pass a named attack or a factory eps -> attack instance, got "
             f"{type(attack).__name__}"

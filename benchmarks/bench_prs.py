@@ -5,8 +5,8 @@ PRS on Fashion-MNIST (60k train images) with the small CNN, side by side in one 
 * against a naive baseline that stores sign tuples in a Python set (goal: at least 10x faster), in total time and
   in the time each spends beyond the forward pass (the part the two implementations differ in);
 * peak memory above a bare forward pass, against the size of the packed patterns (goal: packed patterns plus
-  one batch), measured as the growth of the peak RSS of fresh subprocesses over a baseline taken after loading
-  the data and one warm-up batch (the children use an untrained model: training would set the peak RSS first).
+  one batch): in fresh subprocesses with an untrained model, the largest resident set sampled during the call
+  (``_memory.peak_growth``) over the resident set just before it, after loading the data and a warm-up batch.
 
 Run: ``.venv/bin/python benchmarks/bench_prs.py [--n 60000] [--repeats 3]``
 """
@@ -136,8 +136,8 @@ def main() -> None:
             "naive_n": naive_n, "naive_s": t_naive, "prs_sub_s": t_prs_sub, "speedup_vs_naive": t_naive / t_prs_sub,
             "naive_extra_s": t_naive - t_fwd_sub, "prs_extra_s": t_prs_sub - t_fwd_sub,
         })
-    print("\n| layer | units | regions | PRS ratio | forward (s) | PRS (s) | overhead | naive set (s) | ours, same N (s) "
-          "| speed-up vs naive | beyond the forward: naive / ours (s) |")
+    print("\n| layer | units | regions | PRS ratio | forward (s) | PRS (s) | overhead | naive set (s) "
+          "| ours, same N (s) | speed-up vs naive | beyond the forward: naive / ours (s) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['layer']} | {r['units']} | {r['regions']} | {r['ratio']:.4f} | {r['forward_s']:.2f} | "
