@@ -125,7 +125,8 @@ def test_curve_from_an_attack_factory_equals_the_named_attack(trained_cnn, subse
         calls.append(eps)
         return FastGradientMethod(trained_cnn, eps=eps, eps_step=eps, batch_size=128)
 
-    curve = robustness_curve(trained_cnn, x, y, attack=factory, eps_values=eps_values)
+    with assert_unchanged(trained_cnn, x, y):
+        curve = robustness_curve(trained_cnn, x, y, attack=factory, eps_values=eps_values)
     named = robustness_curve(trained_cnn, x, y, attack="fgsm", eps_values=eps_values)
     assert calls == [0.05, 0.2]
     assert np.array_equal(curve.adv_correct, named.adv_correct) and curve.attack == "FastGradientMethod"
