@@ -25,9 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ModelView", "LayerRef", "model_view", "module_of", "warn_if_probabilities"]
+from art_geometry._validation import check_array
+
+__all__ = ["ModelView", "LayerRef", "adapt", "probe", "model_view", "module_of", "warn_if_probabilities"]
 
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
+
+_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class ModelView:
     :param dtype: The floating dtype of the model's parameters; inputs are cast to it.
     :param preprocess: Differentiable preprocessing applied before ``module`` (ART's or foolbox's).
     :param source: Which kind of classifier was adapted: ``"art"``, ``"foolbox"`` or ``"torch"``.
+    :param eval_mode: :meth:`evaluating` puts every submodule in eval mode (``False``: the modes are left as the
+                      caller set them, e.g. by torchattacks' ``set_model_training_mode``).
     """
 
     module: nn.Module
@@ -84,6 +90,7 @@ class ModelView:
     dtype: torch.dtype
     preprocess: Preprocess | None = None
     source: str = "torch"
+    eval_mode: bool = True
     _layers: dict[str, nn.Module] = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,17 +112,25 @@ class ModelView:
 
     def to_tensor(self, x: "np.ndarray | torch.Tensor") -> torch.Tensor:
         """
-        :param x: An array or tensor of inputs.
-        :return: A tensor on the model's device and dtype; never a view that writes back into ``x``.
+        :param x: An array (any stride, contiguity, writability or real dtype) or a tensor of inputs.
+        :return: A new tensor on the model's device and dtype; never a view that writes back into ``x``.
         """
-        t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x.detach()
-        return t.to(device=self.device, dtype=self.dtype)
+        if isinstance(x, torch.Tensor):
+            return x.detach().to(
+                device=self.device, dtype=self.dtype, copy=True, memory_format=torch.contiguous_format
+            )
+        # copied into a tensor torch allocated (aligned as torch aligns; CPU conv kernels round differently on
+        # differently aligned memory), cast as numpy casts, whatever the strides
+        host = torch.empty(tuple(x.shape), dtype=self.dtype if self.dtype in _NUMPY_DTYPES else torch.float32)
+        np.copyto(host.numpy(), x, casting="unsafe")
+        return host.to(device=self.device, dtype=self.dtype)
 
     @contextlib.contextmanager
     def evaluating(self, grad_params: bool = False) -> Iterator["ModelView"]:
         """
-        Put every submodule in eval mode and (unless ``grad_params``) stop gradients to the parameters; on exit,
-        restore each submodule's ``training`` flag and each parameter's ``requires_grad`` exactly as they were.
+        Put every submodule in eval mode (unless the view was built with ``eval_mode=False``) and (unless
+        ``grad_params``) stop gradients to the parameters; on exit, restore each submodule's ``training`` flag and
+        each parameter's ``requires_grad`` exactly as they were.
 
         :param grad_params: Keep the parameters' ``requires_grad`` flags (for code that trains or differentiates
                             with respect to the weights).
@@ -123,7 +138,8 @@ class ModelView:
         modes = [(m, m.training) for m in self.module.modules()]
         flags = [(p, p.requires_grad) for p in self.module.parameters()]
         try:
-            self.module.eval()
+            if self.eval_mode:
+                self.module.eval()
             if not grad_params:
                 for p, _ in flags:
                     p.requires_grad_(False)
@@ -231,16 +247,32 @@ def _art_preprocess(classifier: Any) -> Preprocess | None:
     return preprocess
 
 
-def _foolbox_module(fmodel: Any) -> nn.Module:
-    closure = getattr(fmodel._model, "__closure__", None) or ()
-    for cell in closure:
-        if isinstance(cell.cell_contents, nn.Module):
-            return cell.cell_contents
-    raise TypeError("could not find the torch.nn.Module inside this foolbox PyTorchModel")
+def _foolbox_internals(fmodel: Any) -> tuple[nn.Module, Any, Any, Any]:
+    """
+    The one place that reads foolbox internals (foolbox 3 has no public accessor for them): the wrapped
+    ``nn.Module`` (from the closure of ``PyTorchModel._model``) and the ``(mean, std, flip_axis)`` preprocessing.
+
+    :param fmodel: A foolbox 3 ``PyTorchModel``.
+    :return: ``(module, mean, std, flip_axis)``.
+    :raises TypeError: For a foolbox version other than 3.x, or a model whose internals are not as expected.
+    """
+    import foolbox
+
+    version = str(getattr(foolbox, "__version__", "?"))
+    closure = getattr(getattr(fmodel, "_model", None), "__closure__", None) or ()
+    modules = [c.cell_contents for c in closure if isinstance(c.cell_contents, nn.Module)]
+    args = getattr(fmodel, "_preprocess_args", None)
+    if not version.startswith("3.") or not modules or not (isinstance(args, tuple) and len(args) == 3):
+        raise TypeError(
+            f"cannot read the torch.nn.Module inside this foolbox {version} PyTorchModel (foolbox 3.x supported); "
+            "pass the nn.Module itself"
+        )
+    mean, std, flip_axis = args
+    return modules[0], mean, std, flip_axis
 
 
 def _foolbox_preprocess(fmodel: Any, device: torch.device, dtype: torch.dtype) -> Preprocess | None:
-    mean, std, flip_axis = fmodel._preprocess_args
+    _, mean, std, flip_axis = _foolbox_internals(fmodel)
     if mean is None and std is None and flip_axis is None:
         return None
     mean_t = None if mean is None else torch.as_tensor(getattr(mean, "raw", mean), device=device, dtype=dtype)
@@ -273,18 +305,85 @@ def module_of(classifier: Any) -> nn.Module:
     if module_path.startswith("art.") and isinstance(getattr(classifier, "model", None), nn.Module):
         return classifier.model
     if module_path.startswith("foolbox.") and type(classifier).__name__ == "PyTorchModel":
-        return _foolbox_module(classifier)
+        return _foolbox_internals(classifier)[0]
     raise TypeError(
         f"unsupported classifier {module_path}.{type(classifier).__name__}: pass an ART PyTorchClassifier, "
         "a foolbox PyTorchModel or a torch.nn.Module"
     )
 
 
-def _infer_nb_classes(view: ModelView, x: "np.ndarray | torch.Tensor | None") -> int:
-    if x is None or len(x) == 0:
-        raise ValueError("the number of classes of a plain torch model is found from one forward pass: pass data")
-    with view.evaluating(), torch.no_grad():
-        return int(view(view.to_tensor(x[:1])).shape[1])
+def adapt(classifier: Any) -> ModelView:
+    """
+    Build the model view without running the model; for a plain module or a foolbox model the number of classes
+    is still unknown (``nb_classes == 0``) until :func:`probe` has run it.
+
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel``, ``torch.nn.Module`` or
+                       :class:`ModelView` (returned as is).
+    :return: The view.
+    :raises TypeError: For any other kind of classifier.
+    :raises ValueError: For ART preprocessing that is not differentiable PyTorch code.
+    """
+    if isinstance(classifier, ModelView):
+        return classifier
+    module = module_of(classifier)
+    device, dtype = _param_facts(module)
+    view = ModelView(
+        module=module, nb_classes=0, input_shape=None, clip_values=None, device=device, dtype=dtype,
+        _layers=dict(module.named_modules()),
+    )
+    if module is classifier:
+        return view
+    if type(classifier).__module__.startswith("foolbox."):
+        lo, hi = classifier.bounds
+        return replace(
+            view,
+            clip_values=(float(lo), float(hi)),
+            preprocess=_foolbox_preprocess(classifier, device, dtype),
+            source="foolbox",
+        )
+    clip = classifier.clip_values
+    return replace(
+        view,
+        nb_classes=int(classifier.nb_classes),
+        input_shape=tuple(int(s) for s in classifier.input_shape),
+        clip_values=None if clip is None else (float(np.min(clip[0])), float(np.max(clip[1]))),
+        preprocess=_art_preprocess(classifier),
+        source="art",
+    )
+
+
+#: Samples the probe forward runs on.
+_PROBE = 4
+
+
+def probe(view: ModelView, x: "np.ndarray | torch.Tensor", name: str = "x") -> tuple[ModelView, torch.Tensor]:
+    """
+    Run the model once on the first few samples of ``x`` (eval mode, no gradients) so that a shape mismatch or a
+    raising model becomes one message naming the argument, before any algorithm starts; fill in the number of
+    classes of a plain module or foolbox model, and check it against the one an ART classifier declares.
+
+    :param view: The view (from :func:`adapt`).
+    :param x: Validated inputs (:func:`art_geometry._validation.check_array`).
+    :param name: The argument's name, for messages.
+    :return: The view with ``nb_classes`` set, and the probe's logits.
+    :raises ValueError: When the model cannot run on ``x``, returns no logits matrix, or fewer than two classes.
+    """
+    shape = tuple(int(s) for s in x.shape[1:])
+    try:
+        with view.evaluating(), torch.no_grad():
+            logits = view(view.to_tensor(x[:_PROBE]))
+    except Exception as err:  # the user's model may raise anything: report it against the argument
+        expected = f" (input_shape {view.input_shape})" if view.input_shape is not None else ""
+        raise ValueError(
+            f"the classifier cannot run on {name} with samples of shape {shape}{expected}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    width = int(logits.shape[1]) if logits.ndim == 2 else 0
+    if view.nb_classes and width != view.nb_classes:
+        raise ValueError(f"the classifier declares nb_classes={view.nb_classes} but returns {width} logits")
+    if width < 2:
+        raise ValueError(f"the model has {width} class(es); decision geometry needs at least 2")
+    return replace(view, nb_classes=width), logits
 
 
 def model_view(classifier: Any, x: "np.ndarray | torch.Tensor | None" = None) -> ModelView:
@@ -296,46 +395,17 @@ def model_view(classifier: Any, x: "np.ndarray | torch.Tensor | None" = None) ->
     :param x: Example inputs; needed for a plain module or foolbox model to find the number of classes.
     :return: The model view.
     :raises TypeError: For any other kind of classifier.
-    :raises ValueError: For a model with fewer than two classes.
+    :raises ValueError: When the classes cannot be found (no ``x``), or the model does not run on ``x``.
     """
-    if isinstance(classifier, ModelView):
-        return classifier
-    module = module_of(classifier)
-    device, dtype = _param_facts(module)
-    view = ModelView(
-        module=module, nb_classes=0, input_shape=None, clip_values=None, device=device, dtype=dtype,
-        _layers=dict(module.named_modules()),
-    )
-    if module is classifier:
-        view = _with_classes(view, x)
-    elif type(classifier).__module__.startswith("foolbox."):
-        lo, hi = classifier.bounds
-        view = _with_classes(
-            replace(
-                view,
-                clip_values=(float(lo), float(hi)),
-                preprocess=_foolbox_preprocess(classifier, device, dtype),
-                source="foolbox",
-            ),
-            x,
-        )
-    else:
-        clip = classifier.clip_values
-        view = replace(
-            view,
-            nb_classes=int(classifier.nb_classes),
-            input_shape=tuple(int(s) for s in classifier.input_shape),
-            clip_values=None if clip is None else (float(np.min(clip[0])), float(np.max(clip[1]))),
-            preprocess=_art_preprocess(classifier),
-            source="art",
-        )
-    if view.nb_classes < 2:
-        raise ValueError(f"the model has {view.nb_classes} class(es); decision geometry needs at least 2")
-    return view
-
-
-def _with_classes(view: ModelView, x: "np.ndarray | torch.Tensor | None") -> ModelView:
-    return replace(view, nb_classes=_infer_nb_classes(view, x))
+    view = adapt(classifier)
+    if x is None:
+        if view.nb_classes == 0:
+            raise ValueError(
+                "the number of classes of a plain torch model or foolbox model is found from one forward pass: "
+                "pass x"
+            )
+        return view
+    return probe(view, check_array(x, "x", view.input_shape))[0]
 
 
 def warn_if_probabilities(logits: torch.Tensor) -> None:

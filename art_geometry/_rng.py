@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-__all__ = ["seeded", "generator"]
+__all__ = ["seeded", "generator", "resolve_seed"]
 
 
 @contextlib.contextmanager
@@ -46,3 +46,14 @@ def generator(seed: int, device: "torch.device | str" = "cpu") -> torch.Generato
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+def resolve_seed(seed: "int | None") -> int:
+    """
+    :param seed: A validated seed (:func:`art_geometry._validation.check_seed`), or ``None``.
+    :return: ``seed``, or for ``None`` a fresh 63-bit seed from the operating system's entropy (the global random
+             states are not touched); record it in the result so the run can be repeated.
+    """
+    if seed is not None:
+        return int(seed)
+    return int(np.random.SeedSequence().entropy % (2**63))

@@ -1,48 +1,63 @@
 """
-Input checks shared by every public function, each with a message that names the problem.
+The checks shared by every public function, each with a message that names the argument and the problem: the
+only place where inputs, labels and scalar options are validated.
 
-Nothing here copies or modifies the user's arrays: the checks read them and return them (or a converted view of
-the labels) unchanged.
+Error contract: a wrong container or element type of ``x`` / ``y`` (a list, a string, complex or bool samples)
+raises ``TypeError``; a wrong value (shape, emptiness, NaN, labels out of range) and every bad scalar option
+(wrong type included, as ART's ``_check_params``) raise ``ValueError``. Nothing here copies or modifies the
+user's arrays.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 
-from art_geometry._model import ModelView
+__all__ = [
+    "check_array",
+    "check_labels",
+    "check_int",
+    "check_positive_int",
+    "check_number",
+    "check_bool",
+    "check_seed",
+]
 
-__all__ = ["check_inputs", "check_labels", "check_positive_int", "check_norm"]
+_INTEGERS = (int, np.integer)
+_NUMBERS = (int, float, np.integer, np.floating)
 
 
-
-def check_inputs(view: ModelView, x: Any, name: str = "x") -> "np.ndarray | torch.Tensor":
+def check_array(x: Any, name: str = "x", input_shape: "tuple[int, ...] | None" = None) -> "np.ndarray | torch.Tensor":
     """
-    Check a batch of inputs against the model.
+    Check a batch of samples: a numpy array (any stride, contiguity or writability) or a torch tensor of real
+    numbers (floating or integer), ``(N, ...)`` with ``N >= 1``, all finite.
 
-    :param view: The model view.
-    :param x: Inputs, ``(N, *input_shape)``, numpy array or torch tensor.
+    :param x: The batch.
     :param name: The argument's name, for messages.
+    :param input_shape: The sample shape the classifier declares, if any.
     :return: ``x`` itself, unchanged.
     :raises TypeError: When ``x`` is not an array or tensor of real numbers.
     :raises ValueError: When ``x`` is empty, has the wrong shape, or holds NaN or inf.
     """
-    if not isinstance(x, (np.ndarray, torch.Tensor)):
+    if isinstance(x, np.ndarray):
+        real = np.issubdtype(x.dtype, np.floating) or (np.issubdtype(x.dtype, np.integer) and x.dtype != np.bool_)
+    elif isinstance(x, torch.Tensor):
+        real = not (x.is_complex() or x.dtype == torch.bool)
+    else:
         raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
-    if isinstance(x, np.ndarray) and not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    if isinstance(x, torch.Tensor) and (x.is_complex() or x.dtype == torch.bool):
-        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if not real:
+        raise TypeError(f"{name} must hold real numbers (floating or integer), got dtype {x.dtype}")
     if x.ndim < 2:
         raise ValueError(f"{name} must be a batch of samples (N, ...), got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty: it holds no samples")
-    if view.input_shape is not None and tuple(x.shape[1:]) != tuple(view.input_shape):
+    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
         raise ValueError(
             f"{name} has samples of shape {tuple(x.shape[1:])} but the classifier expects input_shape "
-            f"{tuple(view.input_shape)}"
+            f"{tuple(input_shape)}"
         )
     finite = torch.isfinite(x).all() if isinstance(x, torch.Tensor) else np.isfinite(x).all()
     if not bool(finite):
@@ -54,21 +69,31 @@ def check_labels(y: Any, n: int, nb_classes: int, name: str = "y") -> np.ndarray
     """
     Check labels and return them as class indices.
 
-    :param y: Class indices ``(N,)`` or one-hot / score rows ``(N, nb_classes)``; numpy or torch.
+    :param y: Class indices ``(N,)`` or one-hot / score rows ``(N, nb_classes)``; numpy array or torch tensor.
     :param n: Number of samples they must label.
     :param nb_classes: Number of classes of the model.
     :param name: The argument's name, for messages.
     :return: A new ``int64`` array of class indices, shape ``(N,)``.
-    :raises ValueError: When the length, shape or range is wrong.
+    :raises TypeError: When ``y`` is not an array or tensor of numbers.
+    :raises ValueError: When the length, shape, values or range are wrong.
     """
-    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if isinstance(y, torch.Tensor):
+        arr = y.detach().cpu().numpy()
+    elif isinstance(y, np.ndarray):
+        arr = y
+    else:
+        raise TypeError(f"{name} must be a numpy array or torch tensor of class indices, got {type(y).__name__}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must hold class indices (integers), got dtype {arr.dtype}")
     if arr.ndim == 2 and arr.shape[1] == nb_classes:
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or inf values")
         arr = arr.argmax(axis=1)
     elif arr.ndim != 1:
         raise ValueError(f"{name} must be class indices (N,) or one-hot (N, {nb_classes}), got shape {arr.shape}")
     if arr.shape[0] != n:
         raise ValueError(f"{name} labels {arr.shape[0]} samples but x holds {n}")
-    if not (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)):
+    if np.issubdtype(arr.dtype, np.floating) and not (np.isfinite(arr).all() and np.all(np.mod(arr, 1) == 0)):
         raise ValueError(f"{name} must hold integer class indices")
     labels = arr.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= nb_classes):
@@ -78,6 +103,24 @@ def check_labels(y: Any, n: int, nb_classes: int, name: str = "y") -> np.ndarray
     return labels
 
 
+def check_int(value: Any, name: str, minimum: "int | None" = None, maximum: "int | None" = None) -> int:
+    """
+    :param value: A number that must be an integer (``bool`` is not one) in ``[minimum, maximum]``.
+    :param name: Its name, for messages.
+    :param minimum: Smallest allowed value, or ``None``.
+    :param maximum: Largest allowed value, or ``None``.
+    :return: ``int(value)``.
+    :raises ValueError: Otherwise.
+    """
+    ok = isinstance(value, _INTEGERS) and not isinstance(value, (bool, np.bool_))
+    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        lo = "-inf" if minimum is None else str(minimum)
+        hi = "inf" if maximum is None else str(maximum)
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
 def check_positive_int(value: Any, name: str) -> int:
     """
     :param value: A number that must be a positive integer.
@@ -85,23 +128,79 @@ def check_positive_int(value: Any, name: str) -> int:
     :return: ``int(value)``.
     :raises ValueError: Otherwise.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return check_int(value, name, minimum=1)
+
+
+def check_number(
+    value: Any,
+    name: str,
+    minimum: "float | None" = None,
+    maximum: "float | None" = None,
+    *,
+    strict: bool = False,
+    finite: bool = True,
+) -> float:
+    """
+    :param value: A real number (``bool`` is not one).
+    :param name: Its name, for messages.
+    :param minimum: Lower bound, or ``None``.
+    :param maximum: Upper bound, or ``None``.
+    :param strict: The bounds themselves are excluded.
+    :param finite: Refuse ``inf`` (NaN is always refused).
+    :return: ``float(value)``.
+    :raises ValueError: Otherwise.
+    """
+    ok = isinstance(value, _NUMBERS) and not isinstance(value, (bool, np.bool_)) and not math.isnan(value)
+    ok = ok and (not finite or math.isfinite(value))
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if ok and maximum is not None:
+        ok = value < maximum if strict else value <= maximum
+    if not ok:
+        kind = "a finite number" if finite else "a number"
+        bounds = []
+        if minimum is not None:
+            bounds.append(f"{'>' if strict else '>='} {minimum:g}")
+        if maximum is not None:
+            bounds.append(f"{'<' if strict else '<='} {maximum:g}")
+        where = f" {' and '.join(bounds)}" if bounds else ""
+        raise ValueError(f"{name} must be {kind}{where}, got {value!r}")
+    return float(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """
+    :param value: ``True`` or ``False`` (numpy bools accepted).
+    :param name: Its name, for messages.
+    :return: ``bool(value)``.
+    :raises ValueError: Otherwise.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_seed(value: Any, name: str = "seed") -> "int | None":
+    """
+    :param value: ``None`` (fresh entropy, drawn by the caller and recorded in its result) or a non-negative int.
+    :param name: Its name, for messages.
+    :return: The seed, or ``None``.
+    :raises ValueError: Otherwise.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, _INTEGERS) or value < 0:
+        raise ValueError(f"{name} must be None (fresh entropy) or a non-negative integer, got {value!r}")
     return int(value)
 
 
+def check_inputs(view: Any, x: Any, name: str = "x") -> "np.ndarray | torch.Tensor":
+    """Transitional: :func:`check_array` against ``view.input_shape``."""
+    return check_array(x, name, view.input_shape)
+
+
 def check_norm(norm: Any, allowed: tuple[float, ...] = (2.0, float("inf"))) -> float:
-    """
-    :param norm: A norm order, such as ``2`` or ``np.inf`` (``"inf"`` accepted).
-    :param allowed: The orders the caller supports.
-    :return: The order as a float.
-    :raises ValueError: When the order is not supported.
-    """
-    try:
-        p = float(norm)
-    except (TypeError, ValueError):
-        p = float("nan")
-    if p not in allowed:
-        names = ", ".join("inf" if a == float("inf") else str(int(a)) for a in allowed)
-        raise ValueError(f"norm must be one of {{{names}}}, got {norm!r}")
-    return p
+    """Transitional: :meth:`Norm.parse` as a float."""
+    from art_geometry._norms import Norm
+
+    return Norm.parse(norm, tuple(Norm(float(a)) for a in allowed)).p

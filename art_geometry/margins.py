@@ -512,7 +512,7 @@ def deepfool_margins(
     stack = None if subspace is None else SubspaceStack([subspace])
     parts: list[tuple[torch.Tensor, ...]] = []
     with view.evaluating(), torch.enable_grad():
-        for sl, xb in batches(view, x, batch_size, verbose=verbose, desc="deepfool"):
+        for sl, xb, _ in batches(view, x, batch_size, verbose=verbose, desc="deepfool"):
             keys = torch.arange(sl.start, sl.stop, device=view.device)
             which = torch.zeros(len(keys), dtype=torch.long, device=view.device)
             out = _margins_rows(view, xb, keys, stack, which, opt)
@@ -590,7 +590,7 @@ def subspace_margins(
     success = torch.empty(s, n, dtype=torch.bool)
     pred = torch.empty(n, dtype=torch.long)
     with view.evaluating(), torch.enable_grad():
-        for sl, xb in batches(view, x, per_pass, verbose=verbose, desc="subspace deepfool"):
+        for sl, xb, _ in batches(view, x, per_pass, verbose=verbose, desc="subspace deepfool"):
             b = xb.shape[0]
             rows = xb.unsqueeze(0).expand((s,) + tuple(xb.shape)).reshape((s * b,) + tuple(xb.shape[1:]))
             which = torch.arange(s, device=view.device).repeat_interleave(b)

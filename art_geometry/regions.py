@@ -223,7 +223,7 @@ def _stream(
     """
     out: list[list[Any]] = [[] for _ in refs]
     with view.evaluating(), view.capture(list(refs)) as store, torch.no_grad():
-        for i, (_, xb) in enumerate(batches(view, x, batch_size, verbose=verbose, desc="regions")):
+        for i, (_, xb, _) in enumerate(batches(view, x, batch_size, verbose=verbose, desc="regions")):
             logits = view(xb)
             if i == 0:
                 warn_if_probabilities(logits)

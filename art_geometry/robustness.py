@@ -414,7 +414,7 @@ def _generate(
             x_adv = art_attack.generate(_to_numpy(x), y=onehot)
             return view.to_tensor(x_adv)
         y_t = torch.from_numpy(labels).to(view.device)
-        out = [attack(xb, y_t[sl]).detach() for sl, xb in batches(view, x, batch_size)]
+        out = [attack(xb, y_t[sl]).detach() for sl, xb, _ in batches(view, x, batch_size)]
         return torch.cat(out).to(device=view.device, dtype=view.dtype)
 
 
@@ -662,7 +662,7 @@ def zero_gradient_analysis(
     y_t = torch.from_numpy(rob.labels).to(view.device)
     norms = []
     with view.evaluating():
-        for sl, xb in batches(view, x, batch_size, verbose=verbose, desc="gradients"):
+        for sl, xb, _ in batches(view, x, batch_size, verbose=verbose, desc="gradients"):
             xb.requires_grad_(True)
             loss = F.cross_entropy(view(xb), y_t[sl], reduction="sum")
             (g,) = torch.autograd.grad(loss, xb)

@@ -65,7 +65,7 @@ def test_foolbox_model_is_adapted():
 
 def test_plain_module_needs_data_for_classes():
     model = _seq()
-    with pytest.raises(ValueError, match="pass data"):
+    with pytest.raises(ValueError, match="pass x"):
         model_view(model)
     assert model_view(model, np.zeros((2, 4), np.float32)).nb_classes == 3
     assert module_of(model) is model

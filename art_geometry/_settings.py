@@ -1,0 +1,129 @@
+"""
+Frozen, validated settings objects, one per algorithm (in the spirit of foolbox's attack objects): the defaults
+are written once, here, and every consumer (the function, its variants, the ART / foolbox / torchattacks
+wrappers, the tracker, the report, ``result.params``) takes the object.
+
+Construction validates every field with a message naming it; :meth:`Settings.build` merges keyword overrides
+into a given object (or the defaults) and names unknown options; ``to_dict`` / ``from_dict`` round-trip through
+JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping, TypeVar
+
+from art_geometry._norms import L2, Norm
+from art_geometry._validation import check_bool, check_int, check_number, check_seed
+
+__all__ = ["Settings", "DeepFoolSettings"]
+
+S = TypeVar("S", bound="Settings")
+
+
+class Settings:
+    """Shared behaviour of the settings dataclasses: building from overrides, dict round trip."""
+
+    #: The argument name the settings object is passed as.
+    argument: ClassVar[str] = "settings"
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """:return: The names of the settings' fields, in order."""
+        return tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+
+    @classmethod
+    def build(cls: type[S], settings: "S | None" = None, options: "Mapping[str, Any] | None" = None) -> S:
+        """
+        :param settings: A settings object, or ``None`` for the defaults.
+        :param options: Field overrides (keyword options of a function).
+        :return: ``settings`` with the overrides applied, validated.
+        :raises TypeError: For a ``settings`` of another type, or an unknown option (the message lists the known).
+        """
+        if settings is None:
+            settings = cls()
+        elif not isinstance(settings, cls):
+            raise TypeError(f"{cls.argument} must be a {cls.__name__}, got {type(settings).__name__}")
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(cls.field_names()))
+        if unknown:
+            raise TypeError(f"unknown option(s) {unknown}; {cls.__name__} options: {list(cls.field_names())}")
+        return dataclasses.replace(settings, **options) if options else settings  # type: ignore[type-var]
+
+    def to_dict(self) -> dict[str, Any]:
+        """:return: The fields, JSON-safe (the norm as ``2.0`` or ``"inf"``)."""
+        out = {}
+        for name in self.field_names():
+            value = getattr(self, name)
+            out[name] = value.to_json() if isinstance(value, Norm) else value
+        return out
+
+    @classmethod
+    def from_dict(cls: type[S], data: Mapping[str, Any]) -> S:
+        """
+        :param data: Output of :meth:`to_dict` (extra keys are refused).
+        :return: The settings object.
+        """
+        return cls.build(None, data)
+
+
+@dataclass(frozen=True)
+class DeepFoolSettings(Settings):
+    """
+    Hyper-parameters of batched DeepFool (Moosavi-Dezfooli et al., CVPR 2016, Algorithm 2) with the crossing
+    refinement and noisy restarts of :func:`art_geometry.deepfool_margins`.
+
+    :param norm: The norm of the margin: 2 or inf (a :class:`~art_geometry.Norm`, or ``2``, ``np.inf``, ``"inf"``).
+    :param candidates: Top classes by logit at ``x`` considered, the predicted one included (as foolbox), ``>= 2``.
+    :param overshoot: Overshoot of the iterate ``x + (1 + overshoot) r_total``, ``>= 0``.
+    :param max_iter: DeepFool iterations per attempt, ``>= 1``.
+    :param refine: Refine the crossing on the segment by a bracketing search.
+    :param refine_steps: Target relative precision ``2^-refine_steps`` of the refined margin, ``>= 1``.
+    :param restarts: Noisy restarts for the samples where DeepFool fails, ``>= 0``.
+    :param restart_noise: Standard deviation per coordinate of the restart noise, ``> 0``, in input units.
+    :param box: Clamp the iterates into the classifier's ``clip_values`` (margins inside the valid input box).
+    :param seed: Seed of the restart noise: a non-negative int, or ``None`` for fresh entropy (the seed drawn is
+                 recorded in ``result.params``).
+    """
+
+    norm: Norm = L2
+    candidates: int = 10
+    overshoot: float = 0.02
+    max_iter: int = 50
+    refine: bool = True
+    refine_steps: int = 32
+    restarts: int = 3
+    restart_noise: float = 1e-2
+    box: bool = False
+    seed: "int | None" = 0
+
+    def __post_init__(self) -> None:
+        checked = {
+            "norm": Norm.parse(self.norm),
+            "candidates": check_int(self.candidates, "candidates", minimum=2),
+            "overshoot": check_number(self.overshoot, "overshoot", minimum=0.0),
+            "max_iter": check_int(self.max_iter, "max_iter", minimum=1),
+            "refine": check_bool(self.refine, "refine"),
+            "refine_steps": check_int(self.refine_steps, "refine_steps", minimum=1),
+            "restarts": check_int(self.restarts, "restarts", minimum=0),
+            "restart_noise": check_number(self.restart_noise, "restart_noise", minimum=0.0, strict=True),
+            "box": check_bool(self.box, "box"),
+            "seed": check_seed(self.seed),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def p(self) -> float:
+        """The norm's order, ``2.0`` or ``inf``."""
+        return self.norm.p
+
+    def describe(self) -> str:
+        """:return: The settings that matter in one short line (for ``print(result)``)."""
+        parts = [f"L{self.norm}", f"candidates={self.candidates}", f"max_iter={self.max_iter}"]
+        parts.append("refined" if self.refine else "unrefined")
+        parts.append("clipped" if self.box else "unclipped")
+        if self.restarts:
+            parts.append(f"restarts={self.restarts}")
+        return ", ".join(parts)
