@@ -8,6 +8,8 @@ and torchattacks live in :mod:`art_geometry.interop` (imported on first use).
 """
 
 from art_geometry._model import LayerRef, ModelView, model_view
+from art_geometry._norms import L1, L2, LINF, Norm
+from art_geometry._settings import DeepFoolSettings
 from art_geometry.indicators import (
     HessianResult,
     IndicatorResult,
@@ -67,6 +69,12 @@ __all__ = [
     "LayerRef",
     "ModelView",
     "model_view",
+    # settings and norms
+    "DeepFoolSettings",
+    "Norm",
+    "L1",
+    "L2",
+    "LINF",
     # regions
     "InclusionResult",
     "LayerwisePRSResult",

@@ -1,12 +1,15 @@
 """
-The shared behaviour of result objects: frozen dataclasses of per-sample numpy arrays and the parameters used,
-with ``to_dict()`` (JSON-safe) and ``summary()``.
+The one result protocol: frozen dataclasses of per-sample numpy arrays and the settings used, with
+``summary()``, ``to_dict()`` / ``from_dict()`` (JSON-safe round trip), ``to_json()`` / ``from_json()`` and a short
+``print(result)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import typing
 from typing import Any
 
 import numpy as np
@@ -63,15 +66,103 @@ def describe(values: np.ndarray) -> dict[str, float]:
         }
 
 
+def _restore(value: Any) -> Any:
+    """The inverse of :func:`jsonable` for numbers: ``"inf"``, ``"-inf"`` and ``"nan"`` back to floats."""
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    if isinstance(value, list):
+        return [_restore(v) for v in value]
+    return value
+
+
+def _short(value: Any) -> str:
+    """A figure for ``print(result)``: four significant digits, counts as integers."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+def _flatten(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in summary.items():
+        if key == "params":
+            continue
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, f"{prefix}{key}."))
+        elif not isinstance(value, (list, tuple, np.ndarray)):
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
 class ResultMixin:
-    """Mixed into every result dataclass: ``to_dict()`` over all fields, and a ``summary()`` to override."""
+    """
+    The result protocol, mixed into every result dataclass: ``summary()`` (scalar figures; every family uses the
+    keys ``n_samples`` and ``params``), ``to_dict()`` / ``from_dict()`` (a JSON-safe round trip, array dtypes
+    kept), ``to_json()`` / ``from_json()``, and a short readable ``print(result)``.
+    """
 
     def to_dict(self) -> dict[str, Any]:
-        """:return: All fields, JSON-safe, plus ``summary``."""
-        out = {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        """:return: All fields, JSON-safe, plus ``summary`` and the ``dtypes`` of the array fields."""
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        out = {f.name: jsonable(getattr(self, f.name)) for f in fields}
+        out["dtypes"] = {
+            f.name: str(getattr(self, f.name).dtype) for f in fields if isinstance(getattr(self, f.name), np.ndarray)
+        }
         out["summary"] = jsonable(self.summary())
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        """
+        :param data: The output of :meth:`to_dict` (or its JSON, parsed).
+        :return: An equal result object (arrays with their dtypes; nested results rebuilt).
+        :raises ValueError: When a field is missing.
+        """
+        hints = typing.get_type_hints(cls)
+        dtypes = data.get("dtypes", {})
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                    continue
+                raise ValueError(f"{cls.__name__}.from_dict: missing field {f.name!r}")
+            value = data[f.name]
+            hint = hints.get(f.name)
+            if value is None:
+                kwargs[f.name] = None
+            elif f.name in dtypes:
+                kwargs[f.name] = np.asarray(_restore(value), dtype=dtypes[f.name])
+            elif isinstance(hint, type) and issubclass(hint, ResultMixin):
+                kwargs[f.name] = hint.from_dict(value)
+            elif hint is float:
+                kwargs[f.name] = float(_restore(value))
+            else:
+                kwargs[f.name] = value
+        return cls(**kwargs)
+
+    def to_json(self) -> str:
+        """:return: :meth:`to_dict` as a JSON string."""
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        """
+        :param text: The output of :meth:`to_json`.
+        :return: The result object.
+        """
+        return cls.from_dict(json.loads(text))
 
     def summary(self) -> dict[str, Any]:
         """:return: The scalar figures of the result."""
         raise NotImplementedError
+
+    def __str__(self) -> str:
+        summary = self.summary()
+        rows = _flatten(summary)
+        head = f"{type(self).__name__}(" + ", ".join(f"{k}={_short(v)}" for k, v in rows[:12])
+        more = f", ... {len(rows) - 12} more in summary()" if len(rows) > 12 else ""
+        return head + more + ")"

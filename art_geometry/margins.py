@@ -20,6 +20,7 @@ correctly and incorrectly classified ones.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -27,10 +28,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from art_geometry._api import legacy_positional
 from art_geometry._batching import batches
-from art_geometry._model import ModelView, model_view
+from art_geometry._model import ModelView
+from art_geometry._norms import Norm
+from art_geometry._prepare import Prepared, prepare
 from art_geometry._results import ResultMixin, describe
-from art_geometry._validation import check_inputs, check_labels, check_norm, check_positive_int
+from art_geometry._rng import resolve_seed
+from art_geometry._settings import DeepFoolSettings
+from art_geometry._validation import check_bool, check_positive_int
 from art_geometry.subspaces import Subspace, SubspaceStack
 
 __all__ = ["MarginResult", "SubspaceMarginResult", "deepfool_margins", "subspace_margins", "margin_metric"]
@@ -127,17 +133,28 @@ class SubspaceMarginResult(ResultMixin):
 
 
 @dataclass(frozen=True)
-class _Options:
-    p: float
-    candidates: int
-    overshoot: float
-    max_iter: int
-    refine: bool
-    refine_steps: int
-    restarts: int
-    restart_noise: float
+class _Plan:
+    """DeepFool settings resolved against one model: the box as numbers, the seed drawn, candidates capped."""
+
+    settings: DeepFoolSettings
     box: tuple[float, float] | None
     seed: int
+    candidates: int
+
+    @classmethod
+    def of(cls, view: ModelView, settings: DeepFoolSettings) -> "_Plan":
+        if settings.box and view.clip_values is None:
+            raise ValueError("box=True clamps into the classifier's clip_values, but this classifier has none")
+        return cls(
+            settings=settings,
+            box=view.clip_values if settings.box else None,
+            seed=resolve_seed(settings.seed),
+            candidates=min(settings.candidates, view.nb_classes),
+        )
+
+    def params(self, batch_size: int) -> dict[str, Any]:
+        """:return: The settings as used (the seed drawn for ``seed=None``) and the batch size, JSON-safe."""
+        return {**self.settings.to_dict(), "seed": self.seed, "batch_size": batch_size}
 
 
 def _class_gradients(
@@ -162,29 +179,25 @@ def _class_gradients(
     return z.detach(), f.detach(), w
 
 
-def _step(f: torch.Tensor, w: torch.Tensor, p: float) -> torch.Tensor:
+def _step(f: torch.Tensor, w: torch.Tensor, norm: Norm) -> torch.Tensor:
     """
-    The DeepFool step to the nearest linearised boundary (CVPR 2016, Eq. (8)-(10)), plus ``_STEP_EPS``.
+    The DeepFool step to the nearest linearised boundary (CVPR 2016, Eq. (8)-(10)), plus ``_STEP_EPS``:
+    ``l = argmin_k |f_k| / ||w_k||_q`` (``q`` the dual norm), ``r = (|f_l| / ||w_l||_q + eps) u(w_l)`` with ``u``
+    the unit-p-norm steepest step (:meth:`Norm.unit_step`: ``w / ||w||_2`` for L2, ``sign(w)`` for L-inf).
 
     :param f: ``(A, K)`` logit differences.
     :param w: ``(A, K, *shape)`` their gradients (projected, in a subspace).
-    :param p: 2 or inf.
+    :param norm: The norm of the margin.
     :return: ``(A, *shape)``; zero for a sample whose gradients all vanish (it cannot move).
     """
-    flat = w.flatten(2)
-    dual = flat.norm(dim=2) if p == 2 else flat.abs().sum(dim=2)
+    dual = norm.dual.measure_rows(w)
     dist = torch.where(dual > 0, f.abs() / dual, torch.full_like(dual, math.inf))
     best = dist.argmin(dim=1)
     rows = torch.arange(f.shape[0], device=f.device)
     d_l, n_l, w_l = dist[rows, best], dual[rows, best], w[rows, best]
     movable = torch.isfinite(d_l)
     length = torch.where(movable, d_l + _STEP_EPS, torch.zeros_like(d_l))
-    shape = (-1,) + (1,) * (w_l.ndim - 1)
-    if p == 2:
-        direction = w_l / torch.where(movable, n_l, torch.ones_like(n_l)).reshape(shape)
-    else:
-        direction = w_l.sign()
-    return length.reshape(shape) * direction
+    return length.reshape((-1,) + (1,) * (w_l.ndim - 1)) * norm.unit_step(w_l, n_l)
 
 
 def _is_adv(view: ModelView, x: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
@@ -200,7 +213,7 @@ def _deepfool(
     others: torch.Tensor,
     stack: SubspaceStack | None,
     which: torch.Tensor,
-    opt: _Options,
+    plan: _Plan,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     DeepFool from ``start`` for a batch, each sample leaving the active set as soon as its prediction changes.
@@ -213,7 +226,8 @@ def _deepfool(
     success = torch.zeros(b, dtype=torch.bool, device=x0.device)
     iters = torch.zeros(b, dtype=torch.long, device=x0.device)
     active = torch.arange(b, device=x0.device)
-    for _ in range(opt.max_iter):
+    norm = plan.settings.norm
+    for _ in range(plan.settings.max_iter):
         z, f, w = _class_gradients(view, x[active], pred[active], others[active])
         adv = z.argmax(dim=1) != pred[active]
         success[active[adv]] = True
@@ -223,23 +237,18 @@ def _deepfool(
             break
         if stack is not None:
             w = stack.project(w, which[active])
-        r = _step(f, w, opt.p)
-        if stack is not None and opt.p != 2:
+        r = _step(f, w, norm)
+        if stack is not None and norm.p != 2:
             r = stack.project(r, which[active])
         r_total[active] += r
-        xa = start[active] + (1.0 + opt.overshoot) * r_total[active]
-        if opt.box is not None:
-            xa = xa.clamp(*opt.box)
+        xa = start[active] + (1.0 + plan.settings.overshoot) * r_total[active]
+        if plan.box is not None:
+            xa = xa.clamp(*plan.box)
         x[active] = xa
         iters[active] += 1
     if active.numel():
         success[active] = _is_adv(view, x[active], pred[active])
     return x, success, iters
-
-
-def _norms(v: torch.Tensor, p: float) -> torch.Tensor:
-    flat = v.flatten(1)
-    return flat.norm(dim=1) if p == 2 else flat.abs().amax(dim=1)
 
 
 def _storable(pert: torch.Tensor) -> torch.Tensor:
@@ -310,28 +319,30 @@ def _refine_crossing(
     return hi
 
 
-def _restart_noise(keys: torch.Tensor, attempt: int, like: torch.Tensor, opt: _Options) -> torch.Tensor:
+def _restart_noise(x0: torch.Tensor, attempt: int, plan: _Plan) -> torch.Tensor:
     """
-    Seeded Gaussian noise, std ``opt.restart_noise`` per coordinate, drawn per sample from a generator keyed by
-    ``(seed, sample key, attempt)`` so that it does not depend on the batch a sample falls in. Only the failing
-    samples reach this (a loop over them, outside the hot path).
+    Seeded Gaussian noise, std ``restart_noise`` per coordinate, drawn per sample from a generator keyed by
+    ``(seed, hash of the sample's values, attempt)``: it depends neither on the batch a sample falls in nor on its
+    position in ``x``, so the margins do not depend on the input order. Only the failing samples reach this (a
+    loop over them, outside the hot path).
     """
-    out = torch.empty_like(like)
-    for i, key in enumerate(keys.tolist()):
-        state = np.random.SeedSequence([opt.seed, int(key), attempt]).generate_state(2)
+    out = torch.empty_like(x0)
+    host = x0.detach().to("cpu", torch.float64).numpy()
+    for i in range(len(x0)):
+        key = int.from_bytes(hashlib.blake2b(host[i].tobytes(), digest_size=8).digest(), "little")
+        state = np.random.SeedSequence([plan.seed, key, attempt]).generate_state(2)
         g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-        noise = torch.randn(like.shape[1:], generator=g, dtype=torch.float64)
-        out[i] = noise.to(device=like.device, dtype=like.dtype)
-    return out * opt.restart_noise
+        noise = torch.randn(x0.shape[1:], generator=g, dtype=torch.float64)
+        out[i] = noise.to(device=x0.device, dtype=x0.dtype)
+    return out * plan.settings.restart_noise
 
 
 def _margins_rows(
     view: ModelView,
     x0: torch.Tensor,
-    keys: torch.Tensor,
     stack: SubspaceStack | None,
     which: torch.Tensor,
-    opt: _Options,
+    plan: _Plan,
 ) -> tuple[torch.Tensor, ...]:
     """
     Margins of one batch of rows (samples, or sample-subspace pairs).
@@ -341,29 +352,29 @@ def _margins_rows(
     with torch.no_grad():
         logits = view(x0)
     pred = logits.argmax(dim=1)
-    k = min(opt.candidates, logits.shape[1])
+    k = plan.candidates
     ranked = logits.argsort(dim=1, descending=True)[:, :k]
     # the top-k classes by logit, the predicted one (first) excluded
     others = ranked[:, 1:]
-    x, success, iters = _deepfool(view, x0, x0, pred, others, stack, which, opt)
-    for attempt in range(1, opt.restarts + 1):
+    x, success, iters = _deepfool(view, x0, x0, pred, others, stack, which, plan)
+    for attempt in range(1, plan.settings.restarts + 1):
         failed = (~success).nonzero(as_tuple=True)[0]
         if failed.numel() == 0:
             break
-        noise = _restart_noise(keys[failed], attempt, x0[failed], opt)
+        noise = _restart_noise(x0[failed], attempt, plan)
         if stack is not None:
             noise = stack.project(noise, which[failed])
         start = x0[failed] + noise
-        if opt.box is not None:
-            start = start.clamp(*opt.box)
-        xr, sr, ir = _deepfool(view, x0[failed], start, pred[failed], others[failed], stack, which[failed], opt)
+        if plan.box is not None:
+            start = start.clamp(*plan.box)
+        xr, sr, ir = _deepfool(view, x0[failed], start, pred[failed], others[failed], stack, which[failed], plan)
         x[failed], success[failed], iters[failed] = xr, sr, iters[failed] + ir
     shape = (-1,) + (1,) * (x0.ndim - 1)
     pert = torch.where(success.reshape(shape), x - x0, torch.zeros_like(x0))
     t = torch.ones(x0.shape[0], device=x0.device, dtype=x0.dtype)
-    if opt.refine and bool(success.any()):
+    if plan.settings.refine and bool(success.any()):
         rows = success.nonzero(as_tuple=True)[0]
-        t[rows] = _refine_crossing(view, x0[rows], pert[rows], pred[rows], opt.refine_steps)
+        t[rows] = _refine_crossing(view, x0[rows], pert[rows], pred[rows], plan.settings.refine_steps)
     final = _storable(t.reshape(shape) * pert)
     # the returned point must be adversarial: verified here. A refined point lies within float noise of the
     # boundary, and a forward pass over a batch of another composition can round it back; such rows are moved
@@ -379,64 +390,49 @@ def _margins_rows(
     success &= adv
     final[~success] = 0
     inf = torch.full_like(success, math.inf, dtype=torch.float64)
-    margins = torch.where(success, _norms(final, opt.p).to(torch.float64), inf)
+    margins = torch.where(success, plan.settings.norm.measure(final).to(torch.float64), inf)
     pert = final
     return margins, success, iters, pred, pert
 
 
-def _options(
-    view: ModelView,
-    norm: Any,
-    candidates: Any,
-    overshoot: Any,
-    max_iter: Any,
-    refine: bool,
-    refine_steps: Any,
-    restarts: Any,
-    restart_noise: Any,
-    box: bool,
-    seed: Any,
-) -> _Options:
-    p = check_norm(norm)
-    candidates = check_positive_int(candidates, "candidates")
-    if candidates < 2:
-        raise ValueError("candidates must be at least 2 (the predicted class and one other)")
-    if not isinstance(overshoot, (int, float)) or not 0 <= overshoot < math.inf:
-        raise ValueError(f"overshoot must be a finite non-negative number, got {overshoot!r}")
-    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 0:
-        raise ValueError(f"restarts must be a non-negative integer, got {restarts!r}")
-    if not isinstance(restart_noise, (int, float)) or not 0 < restart_noise < math.inf:
-        raise ValueError(f"restart_noise must be a finite positive number, got {restart_noise!r}")
-    if box and view.clip_values is None:
-        raise ValueError("box=True clamps into the classifier's clip_values, but this classifier has none")
-    return _Options(
-        p=p,
-        candidates=min(candidates, view.nb_classes),
-        overshoot=float(overshoot),
-        max_iter=check_positive_int(max_iter, "max_iter"),
-        refine=bool(refine),
-        refine_steps=check_positive_int(refine_steps, "refine_steps"),
-        restarts=int(restarts),
-        restart_noise=float(restart_noise),
-        box=view.clip_values if box else None,
-        seed=int(seed),
+def _margins(
+    prep: Prepared,
+    settings: DeepFoolSettings,
+    subspace: Subspace | None,
+    return_perturbations: bool,
+    batch_size: int,
+    verbose: bool,
+) -> MarginResult:
+    """:func:`deepfool_margins` on prepared data (shared with the interop wrappers and the tracker)."""
+    view, x = prep.view, prep.x
+    if subspace is not None:
+        if not isinstance(subspace, Subspace):
+            raise TypeError(f"subspace must be a Subspace, got {type(subspace).__name__}")
+        subspace.check_shape(tuple(int(s) for s in x.shape[1:]))
+    plan = _Plan.of(view, settings)
+    stack = None if subspace is None else SubspaceStack([subspace])
+    parts: list[tuple[torch.Tensor, ...]] = []
+    with view.evaluating(), torch.enable_grad():
+        for batch in batches(view, x, batch_size, verbose=verbose, desc="deepfool"):
+            which = torch.zeros(len(batch.x), dtype=torch.long, device=view.device)
+            out = _margins_rows(view, batch.x, stack, which, plan)
+            parts.append(tuple(t.detach().cpu() for t in (out if return_perturbations else out[:4])))
+    margins, success, iters, pred = (torch.cat([p[i] for p in parts]).numpy() for i in range(4))
+    perts = torch.cat([p[4] for p in parts]).to(torch.float32).numpy() if return_perturbations else None
+    pred = pred.astype(np.int64)
+    labels = prep.labels_or(pred)
+    return MarginResult(
+        margins=margins.astype(np.float64),
+        success=success.astype(bool),
+        iterations=iters.astype(np.int64),
+        predictions=pred,
+        labels=labels,
+        correct=pred == labels,
+        perturbations=perts,
+        norm=settings.p,
+        subspace=None if subspace is None else subspace.name,
+        params=plan.params(batch_size),
     )
-
-
-def _params(opt: _Options, batch_size: int) -> dict[str, Any]:
-    return {
-        "norm": opt.p,
-        "candidates": opt.candidates,
-        "overshoot": opt.overshoot,
-        "max_iter": opt.max_iter,
-        "refine": opt.refine,
-        "refine_steps": opt.refine_steps,
-        "restarts": opt.restarts,
-        "restart_noise": opt.restart_noise,
-        "box": opt.box,
-        "batch_size": batch_size,
-        "seed": opt.seed,
-    }
 
 
 def deepfool_margins(
@@ -444,20 +440,12 @@ def deepfool_margins(
     x: "np.ndarray | torch.Tensor",
     y: "np.ndarray | torch.Tensor | None" = None,
     *,
-    norm: "int | float | str" = 2,
+    settings: DeepFoolSettings | None = None,
     subspace: Subspace | None = None,
-    candidates: int = 10,
-    overshoot: float = 0.02,
-    max_iter: int = 50,
-    refine: bool = True,
-    refine_steps: int = 32,
-    restarts: int = 3,
-    restart_noise: float = 1e-2,
-    box: bool = False,
     return_perturbations: bool = False,
     batch_size: int = 128,
-    seed: int = 0,
     verbose: bool = False,
+    **options: Any,
 ) -> MarginResult:
     """
     Distance from each sample to the boundary of the region the model predicts, by batched DeepFool
@@ -472,7 +460,8 @@ def deepfool_margins(
     margin ``||t r||`` is inflated neither by the overshoot nor by a step past the boundary; the returned point is
     checked to be adversarial.
     Samples still clean after ``max_iter`` restart from ``x + noise`` (seeded Gaussian, std ``restart_noise``,
-    projected onto ``S``) up to ``restarts`` times; those that still fail get ``success=False`` and margin ``inf``.
+    projected onto ``S``, keyed by the sample's values so results do not depend on the input order) up to
+    ``restarts`` times; those that still fail get ``success=False`` and margin ``inf``.
 
     In a subspace with ``norm=inf`` the step is the l1-dual step of the projected gradient
     ``r = |f_l| / ||P w_l||_1 sign(P w_l)``, then projected onto ``S``; since ``<P w, P sign(P w)> = ||P w||_1``
@@ -481,127 +470,82 @@ def deepfool_margins(
     :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module`` (logits).
     :param x: Inputs ``(N, *input_shape)``.
     :param y: Labels (indices or one-hot) to split correct from incorrect samples; default: the predictions.
-    :param norm: 2 or inf.
+    :param settings: A :class:`~art_geometry.DeepFoolSettings` (norm, candidates, overshoot, max_iter, refine,
+                     refine_steps, restarts, restart_noise, box, seed); default ``DeepFoolSettings()``.
     :param subspace: Constrain the perturbations to this subspace.
-    :param candidates: Number of top classes by logit at ``x`` considered, the predicted one included (as foolbox).
-    :param overshoot: Overshoot factor of the iterate.
-    :param max_iter: DeepFool iterations per attempt.
-    :param refine: Refine the crossing by a bracketing search on the segment.
-    :param refine_steps: Target relative precision ``2^-refine_steps`` of the refined margin (within the dtype's).
-    :param restarts: Noisy restarts for the samples that fail.
-    :param restart_noise: Standard deviation per coordinate of the restart noise, in input units.
-    :param box: Clamp the iterates into the classifier's ``clip_values`` (default: margins in R^D).
     :param return_perturbations: Also return the perturbations.
     :param batch_size: Samples per batch.
-    :param seed: Seed of the restart noise.
     :param verbose: Show a progress bar.
-    :return: A :class:`MarginResult`.
+    :param options: Overrides of single settings fields, e.g. ``norm=np.inf, refine=False``.
+    :return: A :class:`MarginResult`; ``params`` holds the settings used (with the seed drawn for ``seed=None``).
     """
-    view = model_view(classifier, x)
-    check_inputs(view, x)
-    shape = tuple(int(s) for s in x.shape[1:])
-    if subspace is not None:
-        if not isinstance(subspace, Subspace):
-            raise TypeError(f"subspace must be a Subspace, got {type(subspace).__name__}")
-        subspace.check_shape(shape)
+    settings = DeepFoolSettings.build(settings, options)
     batch_size = check_positive_int(batch_size, "batch_size")
-    opt = _options(
-        view, norm, candidates, overshoot, max_iter, refine, refine_steps, restarts, restart_noise, box, seed
-    )
-    labels = None if y is None else check_labels(y, len(x), view.nb_classes)
-    stack = None if subspace is None else SubspaceStack([subspace])
-    parts: list[tuple[torch.Tensor, ...]] = []
-    with view.evaluating(), torch.enable_grad():
-        for sl, xb, _ in batches(view, x, batch_size, verbose=verbose, desc="deepfool"):
-            keys = torch.arange(sl.start, sl.stop, device=view.device)
-            which = torch.zeros(len(keys), dtype=torch.long, device=view.device)
-            out = _margins_rows(view, xb, keys, stack, which, opt)
-            parts.append(tuple(t.detach().cpu() for t in (out if return_perturbations else out[:4])))
-    margins, success, iters, pred = (torch.cat([p[i] for p in parts]).numpy() for i in range(4))
-    perts = torch.cat([p[4] for p in parts]).to(torch.float32).numpy() if return_perturbations else None
-    labels = pred.copy() if labels is None else labels
-    return MarginResult(
-        margins=margins.astype(np.float64),
-        success=success.astype(bool),
-        iterations=iters.astype(np.int64),
-        predictions=pred.astype(np.int64),
-        labels=labels,
-        correct=pred == labels,
-        perturbations=perts,
-        norm=opt.p,
-        subspace=None if subspace is None else subspace.name,
-        params=_params(opt, batch_size),
-    )
+    return_perturbations = check_bool(return_perturbations, "return_perturbations")
+    prep = prepare(classifier, x, y)
+    return _margins(prep, settings, subspace, return_perturbations, batch_size, check_bool(verbose, "verbose"))
 
 
-_SUBSPACE_OPTIONS = {
-    "candidates", "overshoot", "max_iter", "refine", "refine_steps", "restarts", "restart_noise", "box", "seed",
-}
+def _is_subspaces(value: Any) -> bool:
+    """Whether a third positional argument is the old ``subspaces`` (a sequence of subspaces), not labels."""
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(v, Subspace) for v in value)
 
 
+@legacy_positional("subspaces", after=2, when=_is_subspaces)
 def subspace_margins(
     classifier: Any,
     x: "np.ndarray | torch.Tensor",
-    subspaces: Sequence[Subspace],
-    *,
     y: "np.ndarray | torch.Tensor | None" = None,
-    norm: "int | float | str" = 2,
-    batch_size: int = 128,
+    *,
+    subspaces: Sequence[Subspace],
+    settings: DeepFoolSettings | None = None,
+    batch_size: int = 8,
     verbose: bool = False,
-    **deepfool_options: Any,
+    **options: Any,
 ) -> SubspaceMarginResult:
     """
     DeepFool margins of every sample inside each subspace ("Hold me tight!", Ortiz-Jimenez et al., NeurIPS 2020,
     Sec. 3: the margin along the diagonal DCT blocks, low to high frequency).
 
-    The subspaces are measured in one pass: a batch of samples is replicated once per subspace and row ``i`` is
-    projected onto its own subspace (for DCT blocks, one transform with a per-row mask). ``batch_size`` counts
-    these (sample, subspace) rows, so each pass holds ``max(1, batch_size // n_subspaces)`` samples.
+    The subspaces are measured in one pass: a batch of ``batch_size`` samples is replicated once per subspace and
+    row ``i`` is projected onto its own subspace (for DCT blocks, one transform with a per-row mask), so a pass
+    holds ``batch_size * len(subspaces)`` rows.
 
     :param classifier: The classifier.
     :param x: Inputs ``(N, *input_shape)``.
-    :param subspaces: Subspaces of the sample shape (e.g. :func:`art_geometry.subspaces.dct_subspaces`).
     :param y: Labels, to split correct from incorrect samples.
-    :param norm: 2 or inf.
-    :param batch_size: (sample, subspace) rows per pass.
+    :param subspaces: Subspaces of the sample shape (e.g. :func:`art_geometry.subspaces.dct_subspaces`).
+    :param settings: A :class:`~art_geometry.DeepFoolSettings`, as in :func:`deepfool_margins`.
+    :param batch_size: Samples per pass (each replicated ``len(subspaces)`` times).
     :param verbose: Progress bar.
-    :param deepfool_options: ``candidates``, ``overshoot``, ``max_iter``, ``refine``, ``refine_steps``,
-                             ``restarts``, ``restart_noise``, ``box``, ``seed`` as in :func:`deepfool_margins`.
+    :param options: Overrides of single settings fields.
     :return: A :class:`SubspaceMarginResult`; results equal :func:`deepfool_margins` with ``subspace=`` each one.
     """
-    unknown = set(deepfool_options) - _SUBSPACE_OPTIONS
-    if unknown:
-        raise TypeError(
-            f"subspace_margins got unsupported options {sorted(unknown)}; allowed: {sorted(_SUBSPACE_OPTIONS)}"
-        )
-    view = model_view(classifier, x)
-    check_inputs(view, x)
+    settings = DeepFoolSettings.build(settings, options)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if isinstance(subspaces, Subspace):
+        subspaces = [subspaces]
+    prep = prepare(classifier, x, y)
+    view, x = prep.view, prep.x
     stack = SubspaceStack(subspaces)
     stack.check_shape(x.shape[1:])
-    batch_size = check_positive_int(batch_size, "batch_size")
-    defaults = {"candidates": 10, "overshoot": 0.02, "max_iter": 50, "refine": True, "refine_steps": 32,
-                "restarts": 3, "restart_noise": 1e-2, "box": False, "seed": 0}
-    defaults.update(deepfool_options)
-    opt = _options(view, norm, **defaults)
-    labels = None if y is None else check_labels(y, len(x), view.nb_classes)
+    plan = _Plan.of(view, settings)
     n, s = len(x), len(stack)
-    per_pass = max(1, batch_size // s)
     margins = torch.empty(s, n, dtype=torch.float64)
     success = torch.empty(s, n, dtype=torch.bool)
     pred = torch.empty(n, dtype=torch.long)
     with view.evaluating(), torch.enable_grad():
-        for sl, xb, _ in batches(view, x, per_pass, verbose=verbose, desc="subspace deepfool"):
+        for batch in batches(view, x, batch_size, verbose=check_bool(verbose, "verbose"), desc="subspace deepfool"):
+            xb, sl = batch.x, batch.sl
             b = xb.shape[0]
             rows = xb.unsqueeze(0).expand((s,) + tuple(xb.shape)).reshape((s * b,) + tuple(xb.shape[1:]))
             which = torch.arange(s, device=view.device).repeat_interleave(b)
-            # the same per-sample key as deepfool_margins, so each row draws the same restart noise as there
-            keys = torch.arange(sl.start, sl.stop, device=view.device).repeat(s)
-            m, ok, _, p, _ = _margins_rows(view, rows, keys, stack, which, opt)
+            m, ok, _, p, _ = _margins_rows(view, rows, stack, which, plan)
             margins[:, sl] = m.cpu().reshape(s, b)
             success[:, sl] = ok.cpu().reshape(s, b)
             pred[sl] = p[:b].cpu()
     pred_np = pred.numpy().astype(np.int64)
-    labels = pred_np.copy() if labels is None else labels
+    labels = prep.labels_or(pred_np)
     return SubspaceMarginResult(
         margins=margins.numpy(),
         success=success.numpy(),
@@ -609,21 +553,33 @@ def subspace_margins(
         predictions=pred_np,
         labels=labels,
         correct=pred_np == labels,
-        norm=opt.p,
-        params=_params(opt, batch_size),
+        norm=settings.p,
+        params=plan.params(batch_size),
     )
 
 
+def _is_norm(value: Any) -> bool:
+    """Whether a third positional argument is the old ``norm`` (a number or a name), not labels."""
+    return isinstance(value, (int, float, str, Norm))
+
+
+@legacy_positional("norm", after=2, when=_is_norm)
 def margin_metric(
-    classifier: Any, x: "np.ndarray | torch.Tensor", norm: "int | float | str" = 2, **options: Any
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    y: "np.ndarray | torch.Tensor | None" = None,
+    *,
+    norm: "int | float | str | Norm" = 2,
+    **options: Any,
 ) -> np.ndarray:
     """
     ART-style metric function (as ``art.metrics``): the DeepFool margin of each sample.
 
     :param classifier: The classifier.
     :param x: Inputs.
+    :param y: Labels (only split correct from incorrect samples; the margins do not depend on them).
     :param norm: 2 or inf.
-    :param options: Keyword options of :func:`deepfool_margins`.
+    :param options: Keyword options of :func:`deepfool_margins` (``settings``, its fields, ``batch_size``, ...).
     :return: ``(N,)`` float64 margins (``inf`` where DeepFool failed).
     """
-    return deepfool_margins(classifier, x, norm=norm, **options).margins
+    return deepfool_margins(classifier, x, y, norm=norm, **options).margins

@@ -88,10 +88,10 @@ def main() -> None:
     subspaces = dct_subspaces((1, 28, 28), block_size=8, stride=1)
 
     t0 = time.perf_counter()
-    same = subspace_margins(clf, x, subspaces, norm=2, refine=False, restarts=1, overshoot=0.02, max_iter=100)
+    same = subspace_margins(clf, x, subspaces=subspaces, norm=2, refine=False, restarts=1, overshoot=0.02, max_iter=100)
     t_same = time.perf_counter() - t0
     t0 = time.perf_counter()
-    default = subspace_margins(clf, x, subspaces, norm=2)
+    default = subspace_margins(clf, x, subspaces=subspaces, norm=2)
     t_default = time.perf_counter() - t0
 
     n_ref = min(args.ref_samples, len(x))

@@ -191,7 +191,7 @@ def measure(
     :return: Margin statistics per subspace name.
     """
     x, y = data.x[args.n_train:], data.y[args.n_train:]
-    sweep = subspace_margins(classifier, x, subspaces, y=y, seed=args.seed)
+    sweep = subspace_margins(classifier, x, y, subspaces=subspaces, seed=args.seed)
     out = {name: margin_stats(sweep.margins[j], sweep.success[j]) for j, name in enumerate(sweep.names)}
     if unconstrained:
         full = deepfool_margins(classifier, x, y, seed=args.seed)

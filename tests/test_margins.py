@@ -105,7 +105,7 @@ def test_linf_in_subspace_stays_in_subspace():
 def test_subspace_margins_equal_one_at_a_time():
     model, x = linear_setup(n=10)
     for subs in (dct_subspaces(SHAPE, block_size=4, stride=2), [random_subspace(SHAPE, 6, seed=s) for s in range(2)]):
-        res = subspace_margins(model, x, subs, candidates=5, batch_size=8)
+        res = subspace_margins(model, x, subspaces=subs, candidates=5, batch_size=8)
         assert res.margins.shape == (len(subs), 10) and res.names == [s.name for s in subs]
         for j, s in enumerate(subs):
             single = deepfool_margins(model, x, subspace=s, candidates=5)
@@ -133,7 +133,7 @@ def test_failure_is_reported_with_inf_and_counted():
     summary = res.summary()
     assert summary["n_failed"] == 6 and summary["success_rate"] == 0.0 and summary["n"] == 0
     json.dumps(res.to_dict())
-    sres = subspace_margins(model, x, [sub, random_subspace(SHAPE, 3)], max_iter=3, restarts=0)
+    sres = subspace_margins(model, x, subspaces=[sub, random_subspace(SHAPE, 3)], max_iter=3, restarts=0)
     assert not sres.success[0].any() and sres.success[1].all()
 
 
@@ -237,7 +237,7 @@ def test_batch_size_invariance_in_float64(trained_cnn, cnn_samples, norm):
 def test_subspace_margins_on_cnn_match_single(trained_cnn, cnn_samples):
     x = cnn_samples[0][:8]
     subs = dct_subspaces(SHAPE, block_size=4, stride=2)
-    res = subspace_margins(trained_cnn, x, subs, batch_size=64)
+    res = subspace_margins(trained_cnn, x, subspaces=subs, batch_size=64)
     for j, s in enumerate(subs):
         np.testing.assert_allclose(res.margins[j], deepfool_margins(trained_cnn, x, subspace=s).margins, rtol=1e-4)
 
@@ -252,7 +252,7 @@ def test_nothing_mutated(trained_cnn, cnn_samples):
         with assert_unchanged(trained_cnn, xt):
             deepfool_margins(trained_cnn, xt, subspace=dct_subspaces(SHAPE, block_size=4)[0])
         with assert_unchanged(trained_cnn, x, y):
-            subspace_margins(trained_cnn, x, dct_subspaces(SHAPE, block_size=4, stride=4), y=y)
+            subspace_margins(trained_cnn, x, subspaces=dct_subspaces(SHAPE, block_size=4, stride=4), y=y)
         with assert_unchanged(trained_cnn, x):
             margin_metric(trained_cnn, x)
     finally:
@@ -268,7 +268,7 @@ def test_bad_inputs(trained_cnn, cnn_samples):
     with pytest.raises(ValueError, match="subspace .* shape"):
         deepfool_margins(trained_cnn, x, subspace=dct_subspaces((1, 6, 6), block_size=4)[0])
     with pytest.raises(ValueError, match="shape"):
-        subspace_margins(trained_cnn, x, dct_subspaces((1, 6, 6), block_size=4))
+        subspace_margins(trained_cnn, x, subspaces=dct_subspaces((1, 6, 6), block_size=4))
     with pytest.raises(ValueError, match="norm"):
         deepfool_margins(trained_cnn, x, norm=1)
     with pytest.raises(ValueError, match="at least 2"):
@@ -289,7 +289,7 @@ def test_bad_inputs(trained_cnn, cnn_samples):
         deepfool_margins(trained_cnn, x, restarts=-1)
     with pytest.raises(ValueError, match="clip_values"):
         deepfool_margins(random_linear(3, SHAPE), x.astype(np.float64), box=True)
-    with pytest.raises(TypeError, match="unsupported options"):
-        subspace_margins(trained_cnn, x, dct_subspaces(SHAPE, block_size=4), return_perturbations=True)
+    with pytest.raises(TypeError, match="unknown option"):
+        subspace_margins(trained_cnn, x, subspaces=dct_subspaces(SHAPE, block_size=4), return_perturbations=True)
     with pytest.raises(TypeError, match="Subspace"):
         deepfool_margins(trained_cnn, x, subspace=np.eye(64))

@@ -37,7 +37,7 @@ def test_plots_draw_the_right_artists(small):
 
     clf, data = small
     x, y = data.x_test[:12], data.y_test[:12]
-    sub = subspace_margins(clf, x, dct_subspaces((1, 8, 8), block_size=2), y=y)
+    sub = subspace_margins(clf, x, y, subspaces=dct_subspaces((1, 8, 8), block_size=2))
     fig = plot_subspace_margins(sub)
     ax = fig.axes[0]
     assert len(ax.collections) == 1 and len(ax.lines) == 1

@@ -68,7 +68,9 @@ class MarginsSection(Section):
             if x.ndim == 4:
                 k, t = dct_blocks_for(x.shape[1:])
                 subs = dct_subspaces(x.shape[1:], block_size=k, stride=t)
-                sub = subspace_margins(clf, x[: self.dct_samples], subs, y=y[: self.dct_samples], norm=2, **opts)
+                sub = subspace_margins(
+                    clf, x[: self.dct_samples], y[: self.dct_samples], subspaces=subs, norm=2, **opts
+                )
                 entry["dct"] = {
                     "block_size": k,
                     "stride": t,
