@@ -94,11 +94,12 @@ class MarginResult(ResultMixin):
 
     def summary(self) -> dict[str, Any]:
         """
-        :return: ``describe`` (median, p05, p95, mean, std_error, ...) of the finite margins, with ``n_failed`` and
-                 ``success_rate``, overall and under ``"correct"`` / ``"incorrect"``; failures are counted, never
-                 dropped silently.
+        :return: ``n_samples``, ``describe`` (median, p05, p95, mean, std_error, ...) of the finite margins, with
+                 ``n_failed`` and ``success_rate``, overall and under ``"correct"`` / ``"incorrect"`` (failures are
+                 counted, never dropped silently), and ``params``.
         """
-        return _split_summary(self.margins, self.success, self.correct)
+        return {"n_samples": int(self.margins.size), **_split_summary(self.margins, self.success, self.correct),
+                "params": self.params}
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,17 @@ class SubspaceMarginResult(ResultMixin):
     params: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """:return: One ``describe`` (with failure counts, overall and split by correctness) per subspace name."""
+        """
+        :return: ``n_samples``, ``params`` and, under ``subspaces``, one ``describe`` (with failure counts, overall
+                 and split by correctness) per subspace name.
+        """
         return {
-            name: _split_summary(self.margins[j], self.success[j], self.correct) for j, name in enumerate(self.names)
+            "n_samples": int(self.margins.shape[1]),
+            "subspaces": {
+                name: _split_summary(self.margins[j], self.success[j], self.correct)
+                for j, name in enumerate(self.names)
+            },
+            "params": self.params,
         }
 
 

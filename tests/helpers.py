@@ -6,6 +6,7 @@ closed-form answers.
 from __future__ import annotations
 
 import contextlib
+import random
 from typing import Any, Iterator
 
 import numpy as np
@@ -43,7 +44,8 @@ def assert_unchanged(classifier: Any, *arrays: Any) -> Iterator[None]:
     """
     Assert that the body leaves the model and the arrays exactly as they were: parameters and buffers
     bit-identical, every submodule's train/eval mode, every parameter's ``requires_grad`` and ``.grad``, and the
-    contents, dtype and shape of each input array or tensor.
+    contents, dtype and shape of each input array or tensor, and the global random states (Python's ``random``,
+    numpy's and torch's).
 
     :param classifier: ART classifier, foolbox model or torch module.
     :param arrays: Inputs passed to the call under test.
@@ -54,7 +56,11 @@ def assert_unchanged(classifier: Any, *arrays: Any) -> Iterator[None]:
     flags = {n: p.requires_grad for n, p in module.named_parameters()}
     grads = {n: None if p.grad is None else p.grad.clone() for n, p in module.named_parameters()}
     copies = [_snapshot(a) for a in arrays]
+    rng = (random.getstate(), np.random.get_state()[1].copy(), torch.random.get_rng_state())
     yield
+    assert random.getstate() == rng[0], "Python's global random state changed"
+    assert np.array_equal(np.random.get_state()[1], rng[1]), "numpy's global random state changed"
+    assert torch.equal(torch.random.get_rng_state(), rng[2]), "torch's global random state changed"
     after = module.state_dict(keep_vars=True)
     assert set(after) == set(state), "the model's state_dict keys changed"
     for k, v in state.items():

@@ -110,7 +110,7 @@ def test_subspace_margins_equal_one_at_a_time():
         for j, s in enumerate(subs):
             single = deepfool_margins(model, x, subspace=s, candidates=5)
             np.testing.assert_allclose(res.margins[j], single.margins, rtol=1e-9)
-        assert set(res.summary()) == set(res.names)
+        assert set(res.summary()["subspaces"]) == set(res.names) and res.summary()["n_samples"] == 10
 
 
 def orthogonal_failure_setup():
