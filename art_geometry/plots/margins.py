@@ -3,8 +3,8 @@ Figures for the margin metrics: the margin distribution along each subspace, low
 tight!", Ortiz-Jimenez et al., NeurIPS 2020, Fig. 2), and histograms of the margins of correctly and incorrectly
 classified samples.
 
-Both take a result object or anything with the same attributes (``margins``, ``success``, and ``names`` or
-``correct``), so they also draw from a saved ``report.json`` read back into a ``types.SimpleNamespace``.
+Both take a result object (:class:`~art_geometry.MarginResult`, :class:`~art_geometry.SubspaceMarginResult`);
+a saved ``report.json`` is read back into one with ``MarginResult.from_dict``.
 """
 
 from __future__ import annotations

@@ -7,13 +7,12 @@ incorrectly classified samples) and the L2 margin distribution along diagonal DC
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from art_geometry._results import jsonable
-from art_geometry.margins import deepfool_margins, subspace_margins
+from art_geometry.margins import MarginResult, SubspaceMarginResult, deepfool_margins, subspace_margins
 from art_geometry.plots.margins import plot_margin_histogram, plot_subspace_margins
 from art_geometry.report.base import ReportContext, Section, figure_html, table_html
 from art_geometry.subspaces import dct_subspaces
@@ -59,12 +58,7 @@ class MarginsSection(Section):
             entry: dict[str, Any] = {"n_samples": len(x)}
             for key, p in _NORMS:
                 res = deepfool_margins(clf, x, y, norm=p, **opts)
-                entry[key] = {
-                    "summary": res.summary(),
-                    "margins": res.margins,
-                    "success": res.success,
-                    "correct": res.correct,
-                }
+                entry[key] = res.to_dict()
             if x.ndim == 4:
                 k, t = dct_blocks_for(x.shape[1:])
                 subs = dct_subspaces(x.shape[1:], block_size=k, stride=t)
@@ -72,11 +66,9 @@ class MarginsSection(Section):
                     clf, x[: self.dct_samples], y[: self.dct_samples], subspaces=subs, norm=2, **opts
                 )
                 entry["dct"] = {
+                    **sub.to_dict(),
                     "block_size": k,
                     "stride": t,
-                    "names": sub.names,
-                    "margins": sub.margins,
-                    "success": sub.success,
                     "median": [float(np.median(m[s])) if s.any() else float("nan")
                                for m, s in zip(sub.margins, sub.success)],
                 }
@@ -100,14 +92,12 @@ class MarginsSection(Section):
         ]
         for name, m in data.items():
             for key, label in (("l2", "L2"), ("linf", "L-inf")):
-                res = SimpleNamespace(norm=2.0 if key == "l2" else float("inf"), **_arrays(m[key]))
-                fig = plot_margin_histogram(res)
+                fig = plot_margin_histogram(MarginResult.from_dict(m[key]))
                 fig.axes[0].set_title(f"{name}: {label} margins", fontsize=9)
                 parts.append(figure_html(fig, f"{name} {label} margin histogram"))
             if "dct" in m:
                 d = m["dct"]
-                res = SimpleNamespace(norm=2.0, names=d["names"], **_arrays(d))
-                fig = plot_subspace_margins(res)
+                fig = plot_subspace_margins(SubspaceMarginResult.from_dict(d))
                 fig.axes[0].set_title(
                     f"{name}: L2 margin along DCT blocks {d['block_size']}x{d['block_size']} "
                     f"(stride {d['stride']}), low to high frequency", fontsize=9)
@@ -120,14 +110,3 @@ class MarginsSection(Section):
             rows.append((name, "median L2 margin", f"{m['l2']['summary']['median']:.4g}"))
             rows.append((name, "median L-inf margin", f"{m['linf']['summary']['median']:.4g}"))
         return rows
-
-
-def _arrays(d: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Per-sample arrays back from their JSON form (``"inf"`` strings included)."""
-    out = {
-        "margins": np.asarray(d["margins"], dtype=object).astype(np.float64),
-        "success": np.asarray(d["success"], dtype=bool),
-    }
-    if "correct" in d:
-        out["correct"] = np.asarray(d["correct"], dtype=bool)
-    return out
