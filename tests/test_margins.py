@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
+from art_geometry import DeepFoolSettings
 from art_geometry.datasets import make_classifier
 from art_geometry.margins import MarginResult, deepfool_margins, margin_metric, subspace_margins
 from art_geometry.subspaces import dct_subspaces, direction, random_subspace
@@ -293,3 +296,62 @@ def test_bad_inputs(trained_cnn, cnn_samples):
         subspace_margins(trained_cnn, x, subspaces=dct_subspaces(SHAPE, block_size=4), return_perturbations=True)
     with pytest.raises(TypeError, match="Subspace"):
         deepfool_margins(trained_cnn, x, subspace=np.eye(64))
+
+
+def _restarting_setup():
+    """A float64 ReLU MLP and samples where one DeepFool iteration often fails, so the restarts decide."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 5)).double().eval()
+    x = np.random.default_rng(5).uniform(0, 1, size=(12,) + SHAPE)
+    return model, x
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.permutations(range(12)))
+def test_margins_do_not_depend_on_input_order_with_restarts(order):
+    model, x = _restarting_setup()
+    order = np.asarray(order)
+    opts = {"max_iter": 1, "restarts": 3, "restart_noise": 0.05, "seed": 11, "refine": False}
+    a = deepfool_margins(model, x, **opts)
+    assert (a.iterations > 1).any()  # restarts did run
+    b = deepfool_margins(model, x[order], **opts)
+    np.testing.assert_allclose(b.margins, a.margins[order], rtol=1e-9)
+    np.testing.assert_array_equal(b.success, a.success[order])
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(min_value=1, max_value=13))
+def test_margins_do_not_depend_on_batch_size_with_restarts(batch_size):
+    model, x = _restarting_setup()
+    opts = {"max_iter": 1, "restarts": 3, "restart_noise": 0.05, "seed": 11}
+    a = deepfool_margins(model, x, **opts)
+    b = deepfool_margins(model, x, batch_size=batch_size, **opts)
+    np.testing.assert_allclose(b.margins, a.margins, rtol=1e-9)
+
+
+def test_old_positional_forms_warn_and_agree():
+    model, x = linear_setup(n=5)
+    subs = dct_subspaces(SHAPE, block_size=4, stride=4)
+    with pytest.warns(DeprecationWarning, match="subspaces=..."):
+        old = subspace_margins(model, x, subs)
+    np.testing.assert_array_equal(old.margins, subspace_margins(model, x, subspaces=subs).margins)
+    with pytest.warns(DeprecationWarning, match="norm=..."):
+        old_metric = margin_metric(model, x, "inf")
+    np.testing.assert_array_equal(old_metric, margin_metric(model, x, norm="inf"))
+
+
+def test_settings_object_and_overrides():
+    model, x = linear_setup(n=5)
+    fast = DeepFoolSettings(candidates=3, refine=False)
+    a = deepfool_margins(model, x, settings=fast, norm="inf")
+    b = deepfool_margins(model, x, candidates=3, refine=False, norm="inf")
+    np.testing.assert_array_equal(a.margins, b.margins)
+    assert a.params["candidates"] == 3 and a.params["norm"] == "inf"
+    assert DeepFoolSettings.from_dict({k: a.params[k] for k in DeepFoolSettings.field_names()}) == fast.build(
+        fast, {"norm": "inf"}
+    )
+    again = MarginResult.from_json(a.to_json())
+    np.testing.assert_array_equal(again.margins, a.margins)
+    assert again.params == a.params and str(a).startswith("MarginResult(n_samples=5")
+    with pytest.raises(TypeError, match="settings must be a DeepFoolSettings"):
+        deepfool_margins(model, x, settings={"candidates": 3})
