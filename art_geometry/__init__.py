@@ -9,6 +9,7 @@ and torchattacks live in :mod:`art_geometry.interop` (imported on first use).
 
 from art_geometry._model import LayerRef, ModelView, model_view
 from art_geometry._norms import L1, L2, LINF, Norm
+from art_geometry._rng import seeded
 from art_geometry._settings import DeepFoolSettings
 from art_geometry.indicators import (
     HessianResult,
@@ -75,6 +76,7 @@ __all__ = [
     "L1",
     "L2",
     "LINF",
+    "seeded",
     # regions
     "InclusionResult",
     "LayerwisePRSResult",

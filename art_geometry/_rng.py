@@ -11,6 +11,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from art_geometry._validation import check_int
+
 __all__ = ["seeded", "generator", "resolve_seed"]
 
 
@@ -20,8 +22,10 @@ def seeded(seed: int) -> Iterator[None]:
     Seed Python's, numpy's and torch's global generators for the body (for third-party code such as ART's ``fit``
     that draws from them), and restore all three states on exit.
 
-    :param seed: The seed.
+    :param seed: The seed, a non-negative integer.
+    :raises ValueError: For any other seed.
     """
+    seed = check_int(seed, "seed", minimum=0)
     py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
     cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:

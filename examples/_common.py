@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from art_geometry._rng import seeded
+from art_geometry import seeded
 from art_geometry.datasets import Dataset, make_classifier
 
 

@@ -106,7 +106,7 @@ from torch import nn  # noqa: E402
 
 from _common import example_parser  # noqa: E402
 from art_geometry import JacobianRegularizedTrainer, jacobian_stats, robust_accuracy  # noqa: E402
-from art_geometry._rng import seeded  # noqa: E402
+from art_geometry import seeded  # noqa: E402
 from art_geometry.datasets import (  # noqa: E402
     Dataset,
     SmallCNN,

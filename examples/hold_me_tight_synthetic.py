@@ -101,7 +101,7 @@ from art_geometry import (  # noqa: E402
     subspace_margins,
 )
 from _common import example_parser  # noqa: E402
-from art_geometry._rng import seeded  # noqa: E402
+from art_geometry import seeded  # noqa: E402
 from art_geometry.datasets import MLP, make_classifier, train_classifier  # noqa: E402
 from art_geometry.datasets.synthetic import SyntheticData, alternating, linearly_separable  # noqa: E402
 

@@ -352,6 +352,7 @@ NO_ARRAY = {
     "orthogonal_complement": "takes a subspace",
     "transform_dataset": "takes a Dataset",
     "transitions": "takes two boolean arrays from results",
+    "seeded": "a context manager taking a seed (validated: tested below)",
 }
 
 
@@ -373,3 +374,10 @@ def test_subspace_projection_is_float_for_integer_input() -> None:
     sub = ag.dct_subspaces(SHAPE, block_size=4, stride=4)[0]
     v = torch.arange(64).reshape(1, 1, 8, 8)
     assert math.isclose(float(sub.project(v).abs().sum()), float(sub.project(v.float()).abs().sum()), rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [-1, "a", None, 1.5])
+def test_seeded_refuses_bad_seeds(seed: Any) -> None:
+    with pytest.raises(ValueError, match="seed"):
+        with ag.seeded(seed):
+            pass
