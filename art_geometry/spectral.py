@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 import numpy as np
 import torch
 
+from art_geometry._validation import check_int
+
 if TYPE_CHECKING:
     from art_geometry.datasets.data import Dataset
 
@@ -86,7 +88,8 @@ def _as_images(x: ArrayLike, name: str = "x") -> tuple[torch.Tensor, bool]:
     :return: A torch tensor holding the same values (a new tensor: the caller's array is never written) and whether
              ``x`` was a numpy array.
     :raises TypeError: When ``x`` is not a float array or tensor.
-    :raises ValueError: When ``x`` has neither 3 nor 4 axes.
+    :raises ValueError: When ``x`` has neither 3 nor 4 axes, or holds NaN or inf (the DCT mixes every pixel of an
+                        image, so one non-finite pixel would turn the whole output into NaN).
     """
     if isinstance(x, np.ndarray):
         if not np.issubdtype(x.dtype, np.floating):
@@ -100,6 +103,8 @@ def _as_images(x: ArrayLike, name: str = "x") -> tuple[torch.Tensor, bool]:
         raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
     if t.ndim not in (3, 4):
         raise ValueError(f"{name} must be images (N, C, H, W) or (C, H, W), got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf values")
     return t, is_numpy
 
 
@@ -108,10 +113,17 @@ def _back(t: torch.Tensor, is_numpy: bool) -> ArrayLike:
 
 
 def _check_bandwidth(bandwidth: Any, shape: tuple[int, ...]) -> int:
+    """
+    :param bandwidth: Side of the low-frequency DCT block of the filters.
+    :param shape: Shape of the images, ``(..., H, W)``.
+    :return: ``bandwidth`` as an int.
+    :raises ValueError: When it is not an integer in ``[1, min(H, W)]`` (the image side).
+    """
     limit = min(shape[-2], shape[-1])
-    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, np.integer)) or not 0 <= bandwidth <= limit:
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, np.integer)) or not 1 <= bandwidth <= limit:
         raise ValueError(
-            f"bandwidth must be an integer in [0, {limit}] for images of size {shape[-2:]}, got {bandwidth!r}"
+            f"bandwidth must be a positive integer <= the image side, in [1, {limit}] for images of size "
+            f"{tuple(shape[-2:])}, got {bandwidth!r}"
         )
     return int(bandwidth)
 
@@ -128,8 +140,9 @@ def dct_flip(x: ArrayLike) -> ArrayLike:
     so coefficient ``(k, l)`` moves to ``(H-1-k, W-1-l)`` (the "frequency-flipped" data of Hold me tight,
     Ortiz-Jimenez et al. 2020, Sec. 3.2). An orthogonal involution: ``dct_flip(dct_flip(x)) == x`` and norms are kept.
 
-    :param x: Images ``(N, C, H, W)`` or ``(C, H, W)``; numpy (returned as numpy, same dtype) or torch.
+    :param x: Images ``(N, C, H, W)`` or ``(C, H, W)``; numpy (returned as numpy, same dtype) or torch; finite.
     :return: The flipped images, a new array of the same shape and type.
+    :raises ValueError: When ``x`` holds NaN or inf.
     """
     t, is_numpy = _as_images(x)
     return _back(idct2(torch.flip(dct2(t), dims=(-2, -1))), is_numpy)
@@ -141,9 +154,10 @@ def low_pass(x: ArrayLike, bandwidth: int) -> ArrayLike:
     rest: ``idct2(M * dct2(x))`` with ``M[k, l] = 1`` iff ``k < bandwidth and l < bandwidth`` (Hold me tight's
     ``dct_low_pass``). An orthogonal projection: idempotent and norm non-increasing.
 
-    :param x: Images ``(N, C, H, W)`` or ``(C, H, W)``; numpy (returned as numpy, same dtype) or torch.
-    :param bandwidth: Side of the kept low-frequency block, in ``[0, min(H, W)]``.
+    :param x: Images ``(N, C, H, W)`` or ``(C, H, W)``; numpy (returned as numpy, same dtype) or torch; finite.
+    :param bandwidth: Side of the kept low-frequency block, an integer in ``[1, min(H, W)]``.
     :return: The filtered images, a new array of the same shape and type.
+    :raises ValueError: When ``x`` holds NaN or inf, or ``bandwidth`` is out of range or not an integer.
     """
     t, is_numpy = _as_images(x)
     b = _check_bandwidth(bandwidth, tuple(t.shape))
@@ -158,9 +172,10 @@ def high_pass(x: ArrayLike, bandwidth: int) -> ArrayLike:
     filter (it keeps only the highest ``bandwidth x bandwidth`` block), obtained here as
     ``dct_flip(low_pass(dct_flip(x), bandwidth))``.
 
-    :param x: Images ``(N, C, H, W)`` or ``(C, H, W)``; numpy (returned as numpy, same dtype) or torch.
-    :param bandwidth: Side of the removed low-frequency block, in ``[0, min(H, W)]``.
+    :param x: Images ``(N, C, H, W)`` or ``(C, H, W)``; numpy (returned as numpy, same dtype) or torch; finite.
+    :param bandwidth: Side of the removed low-frequency block, an integer in ``[1, min(H, W)]``.
     :return: The filtered images, a new array of the same shape and type.
+    :raises ValueError: When ``x`` holds NaN or inf, or ``bandwidth`` is out of range or not an integer.
     """
     t, is_numpy = _as_images(x)
     b = _check_bandwidth(bandwidth, tuple(t.shape))
@@ -183,11 +198,10 @@ class DCTTransform:
             raise ValueError(f"kind must be one of {self.kinds}, got {kind!r}")
         if kind == "flip" and bandwidth is not None:
             raise ValueError("the 'flip' transform takes no bandwidth")
-        is_int = isinstance(bandwidth, (int, np.integer)) and not isinstance(bandwidth, bool)
-        if kind != "flip" and not (is_int and bandwidth >= 0):
-            raise ValueError(f"the {kind!r} transform needs a non-negative integer bandwidth, got {bandwidth!r}")
+        if kind != "flip" and bandwidth is None:
+            raise ValueError(f"the {kind!r} transform needs a bandwidth (a positive integer)")
         self.kind = kind
-        self.bandwidth = None if bandwidth is None else int(bandwidth)
+        self.bandwidth = None if bandwidth is None else check_int(bandwidth, "bandwidth", minimum=1)
 
     @property
     def name(self) -> str:

@@ -8,7 +8,8 @@ of given vectors, a direction, a complement) hold an orthonormal basis ``Q`` (``
 ``P v = Q^T Q v``.
 
 Every projection works on a batch ``(B, *shape)`` of any device and dtype and returns a new tensor of the same
-shape. :class:`SubspaceStack` projects a stacked batch whose rows each belong to a different subspace in one call
+shape, computed in floating point: a floating batch keeps its dtype, an integer or bool batch is promoted to
+float32. :class:`SubspaceStack` projects a stacked batch whose rows each belong to a different subspace in one call
 (per-row masks in the DCT domain), which is how several subspaces are measured in one pass.
 """
 
@@ -56,17 +57,18 @@ class Subspace(abc.ABC):
 
     def project(self, v: torch.Tensor) -> torch.Tensor:
         """
-        Orthogonal projection ``P_S v`` of a batch.
+        Orthogonal projection ``P_S v`` of a batch, computed in floating point: an integer or bool ``v`` is promoted
+        to float32 (the projection of integers is not integer), a floating ``v`` keeps its dtype.
 
-        :param v: Tensor ``(B, *shape)``, any device and floating dtype.
-        :return: A new tensor of the same shape, device and dtype.
+        :param v: Tensor ``(B, *shape)``, any device and dtype.
+        :return: A new tensor of the same shape and device, of ``v``'s dtype when floating, else float32.
         :raises ValueError: When the samples do not have the subspace's shape.
         """
         if tuple(v.shape[1:]) != self.shape:
             raise ValueError(
                 f"subspace {self.name!r} lives in samples of shape {self.shape}, got a batch of shape {tuple(v.shape)}"
             )
-        return self._project(v)
+        return self._project(_floating(v))
 
     def check_shape(self, input_shape: Sequence[int]) -> None:
         """
@@ -196,10 +198,12 @@ class SubspaceStack:
     def project(self, v: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """
         :param v: Tensor ``(B, *extra, *shape)``: row ``i`` (with any extra axes, e.g. one per candidate class)
-                  is projected onto subspace ``which[i]``.
+                  is projected onto subspace ``which[i]``; integer or bool rows are promoted to float32, as in
+                  :meth:`Subspace.project`.
         :param which: Long tensor ``(B,)`` of subspace indices.
-        :return: The projected tensor, same shape.
+        :return: The projected tensor, same shape; ``v``'s dtype when floating, else float32.
         """
+        v = _floating(v)
         if self._dct:
             blocks: list[DCTBlockSubspace] = self.subspaces  # type: ignore[assignment]
             masks = torch.stack([s.mask(v.device, v.dtype) for s in blocks])[which]
@@ -213,6 +217,11 @@ class SubspaceStack:
                 part = v[rows]
                 out[rows] = s.project(part.reshape(flat_shape)).reshape(part.shape)
         return out
+
+
+def _floating(v: torch.Tensor) -> torch.Tensor:
+    """:return: ``v`` itself when floating point (or complex), else (integer, bool) ``v`` converted to float32."""
+    return v if v.is_floating_point() or v.is_complex() else v.to(torch.float32)
 
 
 def _image_shape(shape: Sequence[int]) -> tuple[int, ...]:

@@ -47,7 +47,7 @@ def test_flip_moves_the_constant_image_to_the_highest_frequency():
     assert np.abs(coeffs[0, :-1, :]).max() < 1e-12 and np.abs(coeffs[0, -1, :-1]).max() < 1e-12
 
 
-@pytest.mark.parametrize("bandwidth", [0, 1, 3, 6])
+@pytest.mark.parametrize("bandwidth", [1, 3, 6])
 def test_low_and_high_pass_are_complementary_projections(images, bandwidth):
     lo, hi = low_pass(images, bandwidth), high_pass(images, bandwidth)
     np.testing.assert_allclose(lo + hi, images, atol=1e-12)
@@ -87,7 +87,7 @@ def test_inputs_are_never_mutated(images):
 
 
 def test_bad_inputs_are_named():
-    with pytest.raises(ValueError, match="bandwidth must be an integer in \\[0, 8\\]"):
+    with pytest.raises(ValueError, match="bandwidth must be a positive integer <= the image side, in \\[1, 8\\]"):
         low_pass(np.zeros((1, 8, 8)), 9)
     with pytest.raises(ValueError, match="bandwidth"):
         high_pass(np.zeros((1, 8, 8)), 2.5)
@@ -99,8 +99,11 @@ def test_bad_inputs_are_named():
         DCTTransform("band_pass", 3)
     with pytest.raises(ValueError, match="takes no bandwidth"):
         DCTTransform("flip", 3)
-    with pytest.raises(ValueError, match="needs a non-negative integer bandwidth"):
+    with pytest.raises(ValueError, match="needs a bandwidth"):
         DCTTransform("low_pass")
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="bandwidth must be an integer in \\[1, inf\\]"):
+            DCTTransform("high_pass", bad)
 
 
 def test_transform_dataset_transforms_both_splits_and_keeps_labels():
@@ -122,3 +125,30 @@ def test_transform_dataset_transforms_both_splits_and_keeps_labels():
     np.testing.assert_allclose(transform_dataset(flipped, DCTTransform("flip")).x_train, ds.x_train, atol=1e-6)
     with pytest.raises(ValueError, match="changed the shape"):
         transform_dataset(ds, lambda x: x[..., :4])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_non_finite_pixels_are_refused(images, bad, as_torch):
+    """The DCT mixes all pixels: one NaN pixel would silently make every output pixel NaN."""
+    x = images.copy()
+    x[1, 0, 3, 2] = bad
+    if as_torch:
+        x = torch.from_numpy(x)
+    for fn in (dct_flip, lambda a: low_pass(a, 3), lambda a: high_pass(a, 3), DCTTransform("high_pass", 2)):
+        with pytest.raises(ValueError, match="^x contains NaN or inf values$"):
+            fn(x)
+    # the other images of the batch are fine on their own, and finite in, finite out
+    assert np.isfinite(np.asarray(low_pass(images[[0, 2]], 3))).all()
+
+
+@pytest.mark.parametrize("bandwidth", [0, -1, 7, 2.0, 2.5, True, "3", None, np.float64(3)])
+def test_bandwidth_must_be_an_integer_in_one_to_the_image_side(images, bandwidth):
+    # images are 8 x 6: the side is 6
+    for fn in (low_pass, high_pass):
+        with pytest.raises(ValueError, match="^bandwidth must be a positive integer <= the image side, in \\[1, 6\\]"):
+            fn(images, bandwidth)
+    np.testing.assert_allclose(low_pass(images, np.int64(6)) + high_pass(images, 6), images, atol=1e-12)
+    # bandwidth 1 keeps only the DC coefficient: each channel's mean
+    mean = np.broadcast_to(images.mean(axis=(-2, -1), keepdims=True), images.shape)
+    np.testing.assert_allclose(low_pass(images, 1), mean, atol=1e-12)

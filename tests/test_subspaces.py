@@ -143,3 +143,58 @@ def test_bad_inputs():
         SubspaceStack([sub, dct_subspaces((1, 6, 6), block_size=4)[0]])
     with pytest.raises(TypeError, match="Subspace"):
         orthogonal_complement(np.eye(3))
+
+
+def _integer_batch(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(-5, 6, (4,) + shape, generator=g)
+
+
+def test_integer_and_bool_batches_are_projected_in_float32():
+    """An integer batch used to cast the DCT matrix / basis to integers: every projection was zero."""
+    shape = (1, 6, 6)
+    block = dct_subspaces(shape, block_size=3, stride=3)[0]
+    rand = random_subspace(shape, 5, seed=2)
+    u = np.arange(36.0)
+    subs = [block, rand, direction(u.reshape(shape)), orthogonal_complement(block), orthogonal_complement(rand)]
+    v = _integer_batch(shape)
+    flat = v.reshape(4, -1).double().numpy()
+    p_block = dense_dct_projector(6, 0, 3)
+    q = rand.basis.numpy()
+    expected = [flat @ p_block, flat @ q.T @ q, np.outer(flat @ u, u) / (u @ u), flat - flat @ p_block,
+                flat - flat @ q.T @ q]
+    for sub, want in zip(subs, expected):
+        for batch in (v, v.to(torch.int32), v.abs().to(torch.uint8)):
+            got = sub.project(batch)
+            assert got.dtype == torch.float32 and got.shape == batch.shape, sub.name
+            torch.testing.assert_close(got, sub.project(batch.to(torch.float32)), rtol=0, atol=0)
+        out = sub.project(v)
+        assert float(out.abs().max()) > 0.1, f"{sub.name}: the projection of integers is not zero"
+        np.testing.assert_allclose(out.reshape(4, -1).double().numpy(), want, atol=1e-4)
+        assert sub.project(v.double()).dtype == torch.float64
+    mask = v > 0
+    torch.testing.assert_close(block.project(mask), block.project(mask.to(torch.float32)), rtol=0, atol=0)
+    np.testing.assert_allclose(
+        block.project(mask).reshape(4, -1).double().numpy(), mask.reshape(4, -1).double().numpy() @ p_block, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("kind", ["dct", "generic"])
+def test_stack_projects_integer_rows_in_float32(kind):
+    shape = (1, 8, 8)
+    if kind == "dct":
+        subs = dct_subspaces(shape, block_size=3, stride=2)
+    else:
+        subs = [random_subspace(shape, 4, seed=s) for s in range(3)]
+    stack = SubspaceStack(subs)
+    v = _integer_batch((2,) + shape, seed=1).reshape(4, 2, *shape)
+    which = torch.tensor([0, 2, 1, 0]) % len(subs)
+    out = stack.project(v, which)
+    assert out.dtype == torch.float32 and out.shape == v.shape
+    torch.testing.assert_close(out, stack.project(v.to(torch.float32), which), rtol=0, atol=0)
+    reference = stack.project(v.double(), which)
+    assert reference.dtype == torch.float64
+    torch.testing.assert_close(out.double(), reference, rtol=1e-5, atol=1e-5)
+    for i in range(4):
+        assert float(out[i].abs().max()) > 0.1
+        torch.testing.assert_close(out[i], subs[int(which[i])].project(v[i]))
