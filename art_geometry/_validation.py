@@ -18,11 +18,14 @@ import torch
 
 __all__ = [
     "check_array",
+    "check_images",
     "check_labels",
+    "check_class_indices",
     "check_int",
     "check_positive_int",
     "check_number",
     "check_bool",
+    "check_choice",
     "check_seed",
 ]
 
@@ -65,6 +68,41 @@ def check_array(x: Any, name: str = "x", input_shape: "tuple[int, ...] | None" =
     return x
 
 
+def check_images(
+    x: Any, name: str, *, bounds: "tuple[float, float] | None" = None, tensor: bool = False
+) -> "np.ndarray | torch.Tensor":
+    """
+    Check a batch of inputs as the attack libraries take them (foolbox, torchattacks): :func:`check_array`, plus
+    a floating dtype (integer pixels are refused: these attacks move real-valued inputs) and, with ``bounds``, every
+    value inside them (foolbox's ``verify_input_bounds``, which asserts without a message).
+
+    :param x: The batch.
+    :param name: The argument's name, for messages.
+    :param bounds: ``(min, max)`` the values must lie in, or ``None``.
+    :param tensor: Require a torch tensor.
+    :return: ``x`` itself, unchanged.
+    :raises TypeError: For a numpy array where a tensor is required, or a non-floating dtype.
+    :raises ValueError: For the failures of :func:`check_array`, or values outside ``bounds``.
+    """
+    if tensor and not isinstance(x, torch.Tensor):
+        hint = " (convert it with torch.from_numpy)" if isinstance(x, np.ndarray) else ""
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__module__}.{type(x).__name__}{hint}")
+    x = check_array(x, name)
+    floating = x.is_floating_point() if isinstance(x, torch.Tensor) else np.issubdtype(x.dtype, np.floating)
+    if not floating:
+        raise TypeError(
+            f"{name} must be floating point, got dtype {x.dtype}: scale integer pixels into the model's input "
+            "range first (e.g. images.float() / 255)"
+        )
+    if bounds is not None:
+        lo, hi = float(x.min()), float(x.max())
+        if lo < bounds[0] or hi > bounds[1]:
+            raise ValueError(
+                f"{name} has values in [{lo:g}, {hi:g}], outside the model's bounds [{bounds[0]:g}, {bounds[1]:g}]"
+            )
+    return x
+
+
 def check_labels(y: Any, n: int, nb_classes: int, name: str = "y") -> np.ndarray:
     """
     Check labels and return them as class indices.
@@ -101,6 +139,32 @@ def check_labels(y: Any, n: int, nb_classes: int, name: str = "y") -> np.ndarray
             f"{name} holds labels in [{labels.min()}, {labels.max()}], out of range for {nb_classes} classes"
         )
     return labels
+
+
+def check_class_indices(y: Any, n: int, nb_classes: int, name: str = "labels") -> np.ndarray:
+    """
+    Check labels as the attack libraries take them (foolbox, torchattacks): exactly ``(N,)`` integer class
+    indices (no one-hot rows, no floats), then :func:`check_labels` (range).
+
+    :param y: The labels, a numpy array or torch tensor.
+    :param n: Number of samples they must label.
+    :param nb_classes: Number of classes of the model.
+    :param name: The argument's name, for messages.
+    :return: A new ``int64`` array ``(N,)``.
+    :raises TypeError: When ``y`` is not an array or tensor of integers.
+    :raises ValueError: For a shape other than ``(N,)`` or labels out of range.
+    """
+    if isinstance(y, torch.Tensor):
+        integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+    elif isinstance(y, np.ndarray):
+        integer = np.issubdtype(y.dtype, np.integer)
+    else:
+        raise TypeError(f"{name} must be a numpy array or torch tensor of class indices, got {type(y).__name__}")
+    if not integer:
+        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if tuple(y.shape) != (n,):
+        raise ValueError(f"{name} must have shape ({n},), one class index per sample, got {tuple(y.shape)}")
+    return check_labels(y, n, nb_classes, name)
 
 
 def check_int(value: Any, name: str, minimum: "int | None" = None, maximum: "int | None" = None) -> int:
@@ -178,6 +242,19 @@ def check_bool(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """
+    :param value: One of the strings ``choices``.
+    :param name: Its name, for messages.
+    :param choices: The accepted values.
+    :return: ``value``.
+    :raises ValueError: Otherwise, listing the accepted values.
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
 
 
 def check_seed(value: Any, name: str = "seed") -> "int | None":

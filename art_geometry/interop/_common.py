@@ -1,58 +1,78 @@
 """
-The one crafting routine behind the three attack wrappers: DeepFool margins with the perturbations, turned into
-adversarial points ``x + r`` (``x`` itself where no adversarial point was found).
+The one crafting routine behind the three attack wrappers: DeepFool margins on prepared data (the private
+implementation of :func:`art_geometry.margins.deepfool_margins`) turned into adversarial points ``x + r`` in the
+dtype the host library returns, each checked to be adversarial as returned (``x`` itself where no adversarial
+point was found).
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from art_geometry._validation import check_norm, check_positive_int
-from art_geometry.margins import MarginResult, deepfool_margins
+from art_geometry._batching import predict_logits
+from art_geometry._prepare import Prepared
+from art_geometry._settings import DeepFoolSettings
+from art_geometry.margins import MarginResult, _margins
 
-__all__ = ["check_options", "craft"]
+__all__ = ["craft"]
 
-
-def check_options(
-    norm: Any, candidates: Any, overshoot: Any, max_iter: Any, restarts: Any, batch_size: Any
-) -> float:
-    """
-    Validate the shared hyper-parameters with messages that name them.
-
-    :return: The norm as a float (2 or inf).
-    :raises ValueError: For any invalid value.
-    """
-    p = check_norm(norm)
-    if check_positive_int(candidates, "candidates") < 2:
-        raise ValueError("candidates must be at least 2 (the predicted class and one other)")
-    if isinstance(overshoot, bool) or not isinstance(overshoot, (int, float)) or not 0 <= overshoot < math.inf:
-        raise ValueError(f"overshoot must be a finite non-negative number, got {overshoot!r}")
-    check_positive_int(max_iter, "max_iter")
-    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 0:
-        raise ValueError(f"restarts must be a non-negative integer, got {restarts!r}")
-    check_positive_int(batch_size, "batch_size")
-    return p
+#: Relative outward moves ``x + (1 + g) r`` tried, in order, for a point that rounding to the returned dtype or
+#: clipping made clean again (``g = 0`` first: the point as DeepFool found it).
+_GROW = (0.0, 1e-6, 1e-4, 1e-2)
 
 
 def craft(
-    classifier: Any, x: "np.ndarray | torch.Tensor", **options: Any
+    prep: Prepared,
+    settings: DeepFoolSettings,
+    *,
+    clip: "tuple[Any, Any] | None",
+    batch_size: int,
+    verbose: bool,
 ) -> tuple["np.ndarray | torch.Tensor", MarginResult]:
     """
-    :param classifier: Anything :func:`~art_geometry._model.model_view` accepts (or a ``ModelView``).
-    :param x: Inputs, numpy or torch; never modified.
-    :param options: Keyword options of :func:`~art_geometry.margins.deepfool_margins`.
-    :return: ``(x_adv, result)``: ``x_adv`` has the type, dtype and device of ``x`` and equals ``x + r`` where
-             ``result.success`` and ``x`` elsewhere.
+    :param prep: The prepared inputs and model view.
+    :param settings: The DeepFool settings.
+    :param clip: ``(min, max)`` (numbers, or arrays broadcasting to one sample, as ART's ``clip_values``) the
+                 returned points are clipped into, or ``None``.
+    :param batch_size: Samples per batch.
+    :param verbose: Show a progress bar.
+    :return: ``(x_adv, result)``. ``x_adv`` is a new float32 array for numpy inputs (ART's ``ART_NUMPY_DTYPE``,
+             whatever the input dtype) and a new tensor of the input's dtype and device for a tensor. It holds
+             ``x + r`` where ``result.success``, evaluated by the model exactly as returned and adversarial
+             (moved outwards by at most 1% where rounding to that dtype or clipping made it clean), and ``x``
+             elsewhere. ``result`` is the :func:`~art_geometry.margins.deepfool_margins` result, with ``success``
+             cleared (margin ``inf``, zero perturbation) for a point that no such move kept adversarial.
     """
-    result = deepfool_margins(classifier, x, return_perturbations=True, **options)
-    shape = (-1,) + (1,) * (x.ndim - 1)
-    if isinstance(x, torch.Tensor):
-        pert = torch.from_numpy(result.perturbations).to(device=x.device, dtype=x.dtype)
-        ok = torch.from_numpy(result.success).to(x.device).reshape(shape)
-        return torch.where(ok, x.detach() + pert, x.detach()), result
-    pert = result.perturbations.astype(x.dtype, copy=False)
-    return np.where(result.success.reshape(shape), x + pert, x).astype(x.dtype, copy=False), result
+    result = _margins(prep, settings, None, True, batch_size, verbose)
+    view = prep.view
+    x0 = torch.from_numpy(np.array(prep.x, dtype=np.float32)) if isinstance(prep.x, np.ndarray) else prep.x.detach()
+    pert = torch.from_numpy(result.perturbations).to(device=x0.device, dtype=x0.dtype)
+    bounds = None if clip is None else [torch.as_tensor(np.asarray(c), dtype=x0.dtype, device=x0.device) for c in clip]
+    pred = torch.from_numpy(result.predictions)
+    x_adv = x0.clone()
+    rows = torch.from_numpy(result.success).nonzero(as_tuple=True)[0]
+    with view.evaluating():
+        for grow in _GROW:
+            if rows.numel() == 0:
+                break
+            at = rows.to(x0.device)
+            point = x0[at] + (1.0 + grow) * pert[at]
+            x_adv[at] = point if bounds is None else torch.clamp(point, *bounds)
+            adv = predict_logits(view, x_adv[at], batch_size).argmax(dim=1).cpu() != pred[rows]
+            rows = rows[~adv]
+    success = result.success.copy()
+    success[rows.numpy()] = False
+    x_adv[rows.to(x0.device)] = x0[rows.to(x0.device)]
+    result = replace(
+        result,
+        success=success,
+        margins=np.where(success, result.margins, np.inf),
+        perturbations=np.where(success.reshape((-1,) + (1,) * (x0.ndim - 1)), result.perturbations, 0).astype(
+            np.float32
+        ),
+    )
+    return (x_adv.numpy() if isinstance(prep.x, np.ndarray) else x_adv), result

@@ -4,22 +4,27 @@ DeepFool margins as a foolbox 3 minimization attack. Needs foolbox: ``pip instal
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import replace
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
 try:
     import eagerpy as ep
-    from foolbox.attacks.base import MinimizationAttack, T, get_criterion, raise_if_kwargs, verify_input_bounds
+    from foolbox.attacks.base import MinimizationAttack, T, get_criterion, raise_if_kwargs
     from foolbox.criteria import Misclassification
-    from foolbox.distances import l2, linf
+    from foolbox.distances import Distance
     from foolbox.models import Model
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "art_geometry.interop.foolbox needs foolbox 3: pip install art-geometry[foolbox]"
     ) from err
 
-from art_geometry.interop._common import check_options, craft
+from art_geometry._model import adapt
+from art_geometry._prepare import prepare
+from art_geometry._settings import DeepFoolSettings
+from art_geometry._validation import check_class_indices, check_images, check_positive_int
+from art_geometry.interop._common import craft
 
 __all__ = ["DeepFoolMarginAttack"]
 
@@ -27,49 +32,64 @@ __all__ = ["DeepFoolMarginAttack"]
 class DeepFoolMarginAttack(MinimizationAttack):
     """
     :func:`art_geometry.margins.deepfool_margins` as a foolbox ``MinimizationAttack``: batched DeepFool
-    (Moosavi-Dezfooli et al., CVPR 2016) with the crossing refined by bisection and noisy restarts.
+    (Moosavi-Dezfooli et al., CVPR 2016, Algorithm 2) with the crossing refined by a bracketing search and noisy
+    restarts.
 
     Use it as any foolbox attack: ``raw, clipped, success = attack(fmodel, images, labels, epsilons=None)`` (or
-    a list of epsilons). Untargeted only (``Misclassification``): samples the model already misclassifies are
-    returned unchanged (distance 0); the others move just past the boundary of their predicted region. The
-    iterates stay inside the model's ``bounds`` unless ``box=False``. ``early_stop`` is accepted and ignored:
-    every sample already stops at its first crossing.
+    a list of epsilons). foolbox's conventions: untargeted only (``Misclassification``; another criterion is an
+    "unsupported criterion" ``ValueError``, unknown keyword arguments a ``TypeError``), samples the model already
+    misclassifies returned unchanged (distance 0), the others moved just past the boundary of their predicted
+    region, in the inputs' dtype (float32, float64, ...), inside the model's ``bounds`` (``box`` defaults to
+    ``True`` here). The inputs and labels are checked with messages where foolbox asserts: NaN or inf, values
+    outside ``bounds`` or integer inputs, and labels that are not ``(N,)`` integer class indices in range. Only
+    foolbox's ``PyTorchModel`` is supported. ``early_stop`` is accepted and ignored: every sample already stops at
+    its first crossing.
 
-    :param norm: 2 (distance ``l2``) or ``np.inf`` (``linf``).
-    :param candidates: Number of top classes by logit considered, the predicted one included.
-    :param overshoot: Overshoot of the iterate ``x + (1 + overshoot) r``.
-    :param max_iter: DeepFool iterations per attempt.
-    :param refine: Bisect back to the crossing.
-    :param restarts: Noisy restarts for the samples where DeepFool fails.
-    :param box: Keep the iterates inside the model's bounds (foolbox's convention).
+    :param settings: A :class:`~art_geometry.DeepFoolSettings`, used as given; default: the defaults with
+                     ``box=True``.
     :param batch_size: Samples per batch.
+    :param options: Overrides of single settings fields (``norm=np.inf``, ``candidates=5``, ...).
     """
 
-    def __init__(
-        self,
-        *,
-        norm: "int | float | str" = 2,
-        candidates: int = 10,
-        overshoot: float = 0.02,
-        max_iter: int = 50,
-        refine: bool = True,
-        restarts: int = 3,
-        box: bool = True,
-        batch_size: int = 128,
-    ) -> None:
-        self.p = check_options(norm, candidates, overshoot, max_iter, restarts, batch_size)
-        self.candidates = candidates
-        self.overshoot = overshoot
-        self.max_iter = max_iter
-        self.refine = bool(refine)
-        self.restarts = restarts
-        self.box = bool(box)
-        self.batch_size = batch_size
+    def __init__(self, settings: DeepFoolSettings | None = None, *, batch_size: int = 128, **options: Any) -> None:
+        self.settings = DeepFoolSettings.build(DeepFoolSettings(box=True) if settings is None else settings, options)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
 
     @property
-    def distance(self) -> Any:
+    def distance(self) -> Distance:
         """foolbox's ``l2`` or ``linf``, matching ``norm``."""
-        return l2 if self.p == 2 else linf
+        return self.settings.norm.foolbox()
+
+    def __call__(  # type: ignore[override]
+        self,
+        model: Model,
+        inputs: T,
+        criterion: Any,
+        *,
+        epsilons: Union[Sequence[Union[float, None]], float, None],
+        **kwargs: Any,
+    ) -> Any:
+        """
+        foolbox's ``MinimizationAttack.__call__``, with the inputs checked first (foolbox asserts on them without
+        a message, before :meth:`run`).
+
+        :return: ``(raw, clipped, success)`` as foolbox returns them.
+        :raises TypeError: For integer inputs, or inputs of a dtype the model cannot run on (foolbox evaluates the
+                           model on the inputs as given, without casting).
+        :raises ValueError: For NaN or inf inputs, or inputs outside the model's bounds.
+        """
+        raw = check_images(ep.astensor(inputs).raw, "inputs", bounds=model.bounds, tensor=True)
+        dtype = adapt(model).dtype
+        if raw.dtype != dtype:
+            try:
+                with torch.no_grad():
+                    model(raw[:1])
+            except RuntimeError as err:
+                raise TypeError(
+                    f"inputs are {raw.dtype} but the model computes in {dtype}, and foolbox evaluates the model on "
+                    f"the inputs as given: pass inputs.to({dtype})"
+                ) from err
+        return super().__call__(model, inputs, criterion, epsilons=epsilons, **kwargs)
 
     def run(
         self,
@@ -82,26 +102,26 @@ class DeepFoolMarginAttack(MinimizationAttack):
     ) -> T:
         """
         :param model: A foolbox ``PyTorchModel``.
-        :param inputs: Images, in the model's bounds.
-        :param criterion: Labels or ``foolbox.criteria.Misclassification``.
+        :param inputs: Floating-point images inside the model's bounds.
+        :param criterion: Labels ``(N,)`` or ``foolbox.criteria.Misclassification``.
         :param early_stop: Ignored (see the class docstring).
-        :return: The perturbed inputs, same type as ``inputs``.
-        :raises ValueError: For a targeted criterion.
+        :return: The perturbed inputs, same type and dtype as ``inputs``.
+        :raises TypeError: For unknown keyword arguments, non-tensor or integer inputs, non-integer labels.
+        :raises ValueError: For a targeted criterion, bad input values, labels of the wrong shape or out of range.
         """
         raise_if_kwargs(kwargs)
         x, restore_type = ep.astensor_(inputs)
         del inputs, kwargs
-        verify_input_bounds(x, model)
         criterion_ = get_criterion(criterion)
         if not isinstance(criterion_, Misclassification):
-            raise ValueError(f"DeepFoolMarginAttack is untargeted: it needs Misclassification, got {criterion_!r}")
-        raw = x.raw
-        if not isinstance(raw, torch.Tensor):
-            raise TypeError(f"DeepFoolMarginAttack supports foolbox's PyTorchModel, got inputs of type {type(raw)}")
-        labels = torch.as_tensor(criterion_.labels.raw).to(raw.device)
-        x_adv, result = craft(
-            model, raw, norm=self.p, candidates=self.candidates, overshoot=self.overshoot, max_iter=self.max_iter,
-            refine=self.refine, restarts=self.restarts, box=self.box, batch_size=self.batch_size,
-        )
-        wrong = (torch.from_numpy(result.predictions).to(raw.device) != labels).reshape((-1,) + (1,) * (raw.ndim - 1))
-        return restore_type(ep.astensor(torch.where(wrong, raw, x_adv)))
+            raise ValueError(
+                f"unsupported criterion {criterion_!r}: DeepFoolMarginAttack is untargeted (Misclassification)"
+            )
+        raw = check_images(x.raw, "inputs", bounds=model.bounds, tensor=True)
+        prep = prepare(model, raw, x_name="inputs")
+        labels = check_class_indices(criterion_.labels.raw, prep.n, prep.view.nb_classes, "labels")
+        prep = replace(prep, labels=labels)
+        clip = prep.view.clip_values if self.settings.box else None
+        x_adv, result = craft(prep, self.settings, clip=clip, batch_size=self.batch_size, verbose=False)
+        wrong = torch.from_numpy(~result.correct).to(raw.device).reshape((-1,) + (1,) * (raw.ndim - 1))
+        return restore_type(ep.astensor(torch.where(wrong, raw.detach(), x_adv)))

@@ -17,10 +17,17 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "art_geometry.interop.torchattacks needs torchattacks: pip install art-geometry[torchattacks]"
     ) from err
 
-from art_geometry._model import model_view
-from art_geometry.interop._common import check_options, craft
+from art_geometry._api import legacy_positional
+from art_geometry._model import adapt
+from art_geometry._prepare import prepare
+from art_geometry._settings import DeepFoolSettings
+from art_geometry._validation import check_class_indices, check_images, check_positive_int
+from art_geometry.interop._common import craft
 
 __all__ = ["TorchattacksDeepFoolMargin"]
+
+#: torchattacks' input range: every torchattacks attack takes and returns images in [0, 1].
+_UNIT_BOX = (0.0, 1.0)
 
 
 class _AttackLogits(nn.Module):
@@ -35,62 +42,58 @@ class _AttackLogits(nn.Module):
         return self._attack[0].get_logits(x)
 
 
+def _is_old_option(value: Any) -> bool:
+    """Whether a second positional argument is the old ``norm`` (anything but a settings object)."""
+    return value is not None and not isinstance(value, DeepFoolSettings)
+
+
 class TorchattacksDeepFoolMargin(Attack):
     """
     :func:`art_geometry.margins.deepfool_margins` as a torchattacks ``Attack``: ``adv = attack(images, labels)``.
 
-    Like ``torchattacks.DeepFool``: untargeted, images in [0, 1] (kept there unless ``box=False``), samples the
-    model already misclassifies returned unchanged, normalisation through ``set_normalization_used(mean, std)``
-    (the attack then works on unnormalised images, as every torchattacks attack).
+    torchattacks' conventions, as ``torchattacks.DeepFool``: tensors in and out (numpy images are a
+    ``TypeError``), untargeted, images in [0, 1] and kept there (``box`` defaults to ``True`` here), samples the
+    model already misclassifies returned unchanged, the device taken from the model, normalisation through
+    ``set_normalization_used(mean, std)`` (the attack then works on unnormalised images), and the model run in the
+    train/eval modes ``Attack.__call__`` sets from ``set_model_training_mode(...)`` (eval by default). With
+    batch-norm layers in training mode the samples of a batch are no longer independent and with dropout in
+    training mode the model is random: the margins are then those of that model.
 
     :param model: A ``torch.nn.Module`` returning logits.
-    :param norm: 2 or ``float("inf")``.
-    :param candidates: Number of top classes by logit considered, the predicted one included.
-    :param overshoot: Overshoot of the iterate ``x + (1 + overshoot) r``.
-    :param max_iter: DeepFool iterations per attempt.
-    :param refine: Bisect back to the crossing.
-    :param restarts: Noisy restarts for the samples where DeepFool fails.
-    :param box: Keep the iterates inside [0, 1].
+    :param settings: A :class:`~art_geometry.DeepFoolSettings`, used as given; default: the defaults with
+                     ``box=True``.
     :param batch_size: Samples per batch.
+    :param options: Overrides of single settings fields (``norm=float("inf")``, ``box=False``, ...).
     """
 
+    @legacy_positional(
+        "norm", "candidates", "overshoot", "max_iter", "refine", "restarts", "box", "batch_size",
+        after=2, when=_is_old_option,
+    )
     def __init__(
-        self,
-        model: nn.Module,
-        norm: "int | float | str" = 2,
-        candidates: int = 10,
-        overshoot: float = 0.02,
-        max_iter: int = 50,
-        refine: bool = True,
-        restarts: int = 3,
-        box: bool = True,
-        batch_size: int = 128,
+        self, model: nn.Module, settings: DeepFoolSettings | None = None, *, batch_size: int = 128, **options: Any
     ) -> None:
         super().__init__("DeepFoolMargin", model)
-        self.p = check_options(norm, candidates, overshoot, max_iter, restarts, batch_size)
-        self.candidates = candidates
-        self.overshoot = overshoot
-        self.max_iter = max_iter
-        self.refine = bool(refine)
-        self.restarts = restarts
-        self.box = bool(box)
-        self.batch_size = batch_size
+        self.settings = DeepFoolSettings.build(DeepFoolSettings(box=True) if settings is None else settings, options)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
         self.supported_mode = ["default"]
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """
-        :param images: ``(N, C, H, W)`` in [0, 1]; not modified.
-        :param labels: ``(N,)`` class indices.
-        :return: Adversarial images on the attack's device.
+        :param images: ``(N, C, H, W)`` floating-point tensor in [0, 1]; not modified.
+        :param labels: ``(N,)`` integer class indices.
+        :return: Adversarial images on the attack's device, in the dtype of ``images``.
+        :raises TypeError: For numpy or integer images, or non-integer labels.
+        :raises ValueError: For NaN or inf images, or labels of the wrong shape or out of range.
         """
-        images = images.detach().clone().to(self.device)
-        labels = labels.detach().clone().to(self.device)
-        view = model_view(_AttackLogits(self), images)
-        if self.box:
-            view = replace(view, clip_values=(0.0, 1.0))
-        x_adv, result = craft(
-            view, images, norm=self.p, candidates=self.candidates, overshoot=self.overshoot, max_iter=self.max_iter,
-            refine=self.refine, restarts=self.restarts, box=self.box, batch_size=self.batch_size,
+        images = check_images(images, "images", tensor=True).detach().to(self.device)
+        view = replace(
+            adapt(_AttackLogits(self)),
+            clip_values=_UNIT_BOX if self.settings.box else None,
+            eval_mode=not self._model_training,
         )
-        wrong = torch.from_numpy(result.predictions).to(images.device) != labels
-        return torch.where(wrong.reshape((-1,) + (1,) * (images.ndim - 1)), images, x_adv)
+        prep = prepare(view, images, x_name="images")
+        prep = replace(prep, labels=check_class_indices(labels, prep.n, prep.view.nb_classes, "labels"))
+        x_adv, result = craft(prep, self.settings, clip=view.clip_values, batch_size=self.batch_size, verbose=False)
+        wrong = torch.from_numpy(~result.correct).to(images.device).reshape((-1,) + (1,) * (images.ndim - 1))
+        return torch.where(wrong, images, x_adv)
