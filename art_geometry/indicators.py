@@ -21,28 +21,33 @@ for such networks).
 
 Hessian-vector products come from double backward on a retained graph (one forward and one backward per batch of
 samples, then one backward per product); many products at once replicate the batch through one forward and two
-backward passes. Top-k eigenvalues come from a Lanczos iteration with full reorthogonalisation, batched over
-samples, restarted in the orthogonal complement on breakdown (so multiple and zero eigenvalues are found), stopped
-when every wanted Ritz pair has a residual ``|beta_m s_{m,i}| <= tol * ||H||``; the full spectrum from all ``D``
-products with the identity and ``torch.linalg.eigvalsh``.
+backward passes. Top-k eigenvalues come from Lanczos runs with full reorthogonalisation, batched over samples:
+a run whose wanted Ritz pairs have residuals ``|beta_m s_{m,i}| <= tol * ||H||`` is locked, and the result is
+accepted only once a run from a fresh random vector in the orthogonal complement of everything locked finds no
+larger eigenvalue (a Krylov space holds one vector per distinct eigenvalue, so repeated and clustered eigenvalues
+are found by these restarts, as on breakdown); the full spectrum from all ``D`` products with the identity and
+``torch.linalg.eigvalsh``.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from art_geometry._model import ModelView, model_view
+from art_geometry._batching import batches
+from art_geometry._decision import decision_labels, decision_values
+from art_geometry._gradients import input_gradients
+from art_geometry._model import ModelView
+from art_geometry._norms import Norm
+from art_geometry._prepare import prepare
 from art_geometry._results import ResultMixin, describe
-from art_geometry._rng import generator
-from art_geometry._validation import check_inputs, check_norm, check_positive_int
-from art_geometry.surface import _labels, decision_values
+from art_geometry._rng import generator, resolve_seed
+from art_geometry._validation import check_bool, check_choice, check_number, check_positive_int, check_seed
 
 __all__ = [
     "JacobianResult",
@@ -123,11 +128,16 @@ def _orthogonalise(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
 
 
 def _tridiagonal(alphas: list[torch.Tensor], betas: list[torch.Tensor]) -> torch.Tensor:
-    a = torch.stack(alphas, dim=1)
-    t = torch.diag_embed(a)
+    """
+    :param alphas: ``n`` scalar tensors, the diagonal of ``T``.
+    :param betas: ``n`` scalar tensors; the first ``n - 1`` are the off-diagonal of ``T`` (the last couples ``T``
+                  to the next Lanczos vector and stays out of it).
+    :return: ``(n, n)`` the symmetric tridiagonal ``T``.
+    """
+    t = torch.diag(torch.stack(alphas))
     if len(betas) > 1:
-        b = torch.stack(betas[:-1], dim=1)
-        t = t + torch.diag_embed(b, offset=1) + torch.diag_embed(b, offset=-1)
+        off = torch.stack(betas[:-1])
+        t = t + torch.diag(off, 1) + torch.diag(off, -1)
     return t
 
 
@@ -138,75 +148,113 @@ def _top_by_magnitude(values: torch.Tensor, k: int) -> torch.Tensor:
 
 def _lanczos(op: _InputHessian, k: int, tol: float, gen: torch.Generator) -> tuple[torch.Tensor, int]:
     """
-    Top-``k`` eigenvalues by magnitude of every sample's Hessian, by Lanczos with full reorthogonalisation.
+    Top-``k`` eigenvalues by magnitude of every sample's Hessian, by Lanczos runs with full reorthogonalisation and
+    locking, batched over samples (one Hessian-vector product per step for the whole batch).
 
-    On breakdown (``beta <= 100 eps ||H||``) the Krylov block since the last restart spans an invariant subspace;
-    started from a random vector, it holds (with probability one) exactly one eigenvector per distinct eigenvalue
-    of ``H`` on the space it explored, so the rest of the spectrum only repeats the block's values ``V``. The next
-    block starts from a fresh random vector orthogonal to all previous ones (the coupling in ``T`` is zero, so
-    ``T`` stays exact). A sample is done when
+    Each sample keeps a set of locked orthonormal vectors ``Y`` with values ``Theta``. A run starts from a random
+    unit vector orthogonal to ``Y`` and explores ``P H P`` (``P = I - Y Y^T``) with every vector orthogonalised
+    against ``Y`` and the run, so its tridiagonal ``T`` is exact; ``T s_i = theta_i s_i`` gives Ritz pairs of
+    residual ``||H y_i - theta_i y_i|| = beta_m |s_{m,i}|`` (up to the coupling ``||R||`` of ``Y``, below). A
+    run ends with
 
-    - a block of length one completes: the whole remaining space is one eigenspace, its value fills the spectrum;
-    - a block completes and the ``k``-th largest magnitude found so far is ``>= max |V|``: further copies of ``V``
-      cannot enter the top-``k``;
-    - no block has completed yet and every wanted Ritz value has residual ``|beta_m s_{m,i}| <= tol ||H||``
-      (an error bound on each; multiplicities are then found only through roundoff, as in ARPACK);
-    - ``D`` steps were taken (``T`` is then similar to ``H``).
+    - breakdown (``beta <= 100 eps ||H||``): the run spans an invariant subspace of ``P H P``; its vectors and the
+      eigenvalues ``V`` of ``T`` are locked. Started from a random vector, it holds (with probability one) exactly
+      one eigenvector per distinct eigenvalue of ``P H P``, so the rest of the spectrum only repeats ``V``: the
+      sample is done when the run has length one (the rest is one eigenspace, its value fills the spectrum) or
+      when the ``k``-th largest locked magnitude is ``>= max |V|``;
+    - convergence: the ``k`` largest-magnitude Ritz pairs have residual ``<= tol ||H||``; their Ritz vectors and
+      values are locked.
 
+    Converged Ritz values alone are not the top-``k``: a Krylov space holds one vector per distinct eigenvalue, so
+    the second copy of a repeated eigenvalue, and the members of a cluster closer than the residual, are missing
+    from it while every wanted Ritz value has a small residual. Hence a sample holding ``k`` locked values is done
+    only when a further run, from a fresh random vector in the complement, converges its largest-magnitude Ritz
+    value ``mu`` at ``|mu| <= |Theta|_(k) + tol ||H||`` (``|Theta|_(k)`` the ``k``-th largest locked magnitude): the
+    complement holds no larger eigenvalue, else that run is locked too. Since ``H Y = Y Theta + R`` with small
+    ``R``, in the basis ``[Y, Y_perp]`` ``H`` is ``Theta (+) P H P`` up to off-diagonal blocks of norm ``||R||``, so
+    (Weyl) the spectrum of ``H`` is ``Theta`` together with that of ``P H P`` within ``||R||``. A sample whose
+    locked vectors and run fill all ``D`` dimensions is done with the eigenvalues of ``T`` and ``Theta``.
+
+    :param op: The Hessian-vector products of a batch of ``B`` samples.
+    :param k: Eigenvalues per sample, ``<= D``.
+    :param tol: Relative residual at which Ritz pairs count as converged.
+    :param gen: Generator of the random start vectors.
     :return: ``(B, k)`` eigenvalues sorted by decreasing magnitude, and the number of products per sample.
     """
     b, d = op.grad.shape
     dtype, device = op.grad.dtype, op.grad.device
     breakdown = 100 * torch.finfo(dtype).eps
 
-    def fresh(basis: torch.Tensor | None) -> torch.Tensor:
+    def fresh(basis: torch.Tensor) -> torch.Tensor:
         r = torch.randn(b, d, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
-        if basis is not None:
-            r = _orthogonalise(r, basis)
+        r = _orthogonalise(r, basis)
         return r / r.norm(dim=1, keepdim=True)
 
-    q = fresh(None)
-    basis = q[:, None, :]
-    alphas: list[torch.Tensor] = []
-    betas: list[torch.Tensor] = []
+    # rows [0, start[i]) of sample i are its locked vectors, rows [start[i], used[i]) its run, the rest zero
+    basis = torch.zeros(b, 0, d, device=device, dtype=dtype)
+    start, used = [0] * b, [0] * b
+    locked: list[list[torch.Tensor]] = [[] for _ in range(b)]
+    alphas: list[list[torch.Tensor]] = [[] for _ in range(b)]
+    betas: list[list[torch.Tensor]] = [[] for _ in range(b)]
     scale = torch.zeros(b, device=device, dtype=dtype)
-    block_start = [0] * b
     result: list[torch.Tensor | None] = [None] * b
-    for step in range(1, d + 1):
+    q = fresh(basis)
+    step = 0
+    while True:
+        step += 1
+        active = [i for i in range(b) if result[i] is None]
+        if max(used[i] for i in active) == basis.shape[1]:
+            basis = torch.cat([basis, basis.new_zeros(b, 1, d)], dim=1)
+        rows = torch.tensor(active, device=device)
+        basis[rows, torch.tensor([used[i] for i in active], device=device)] = q[rows]
+        for i in active:
+            used[i] += 1
         w = op.matvec(q)
-        alphas.append((w * q).sum(dim=1))
+        alpha = (w * q).sum(dim=1)
         w = _orthogonalise(w, basis)
         beta = w.norm(dim=1)
-        scale = torch.maximum(scale, torch.maximum(alphas[-1].abs(), beta))
-        broken = beta <= breakdown * scale
-        betas.append(torch.where(broken, 0.0, beta))
-        t = _tridiagonal(alphas, betas)
-        for i in broken.nonzero()[:, 0].tolist():
-            if result[i] is None:
-                block = torch.linalg.eigvalsh(t[i, block_start[i] :, block_start[i] :])
-                found = torch.linalg.eigvalsh(t[i])
-                if len(block) == 1:
-                    result[i] = _top_by_magnitude(torch.cat([found, block.expand(d - step)])[None], k)[0]
-                elif step >= k and _top_by_magnitude(found[None], k)[0, -1].abs() >= block.abs().max():
+        scale = torch.maximum(scale, torch.maximum(alpha.abs(), beta))
+        broken = (beta <= breakdown * scale).tolist()
+        restart = [False] * b
+        for i in active:
+            alphas[i].append(alpha[i])
+            betas[i].append(beta[i])
+            t = _tridiagonal(alphas[i], betas[i])
+            n = len(t)
+            found = torch.cat(locked[i]) if locked[i] else t.new_zeros(0)
+            if broken[i] or used[i] == d:
+                values = torch.linalg.eigvalsh(t)
+                found = torch.cat([found, values.expand(1 + d - used[i]) if n == 1 else values])
+                top = _top_by_magnitude(found[None], k)[0]
+                if n == 1 or used[i] == d or (len(found) >= k and top[-1].abs() >= values.abs().max()):
+                    result[i] = top
+                else:
+                    locked[i].append(values)
+                    restart[i] = True
+            elif n >= k and (n <= 64 or n % 8 == 0):
+                theta, s = torch.linalg.eigh(t)
+                wanted = theta.abs().argsort(descending=True)[:k]
+                converged = (beta[i] * s[-1, wanted].abs() <= tol * scale[i]).tolist()
+                if (
+                    len(found) >= k
+                    and converged[0]
+                    and theta[wanted[0]].abs() <= _top_by_magnitude(found[None], k)[0, -1].abs() + tol * scale[i]
+                ):
                     result[i] = _top_by_magnitude(found[None], k)[0]
-            block_start[i] = step
-        pending = [i for i in range(b) if result[i] is None]
-        if pending and (step == d or (step >= k and (step <= 64 or step % 8 == 0))):
-            theta, s = torch.linalg.eigh(t)
-            top = _top_by_magnitude(theta, k)
-            residual = beta[:, None] * s[:, -1, :].abs()
-            wanted = theta.abs().argsort(dim=1, descending=True)[:, :k]
-            ok = (residual.gather(1, wanted) <= tol * scale[:, None]).all(dim=1)
-            for i in pending:
-                if step == d or (block_start[i] == 0 and bool(ok[i])):
-                    result[i] = top[i]
+                elif all(converged):
+                    basis[i, start[i] : start[i] + k] = s[:, wanted].T @ basis[i, start[i] : used[i]]
+                    basis[i, start[i] + k : used[i]] = 0
+                    used[i] = start[i] + k
+                    locked[i].append(theta[wanted])
+                    restart[i] = True
+            if restart[i]:
+                start[i] = used[i]
+                alphas[i], betas[i] = [], []
         if all(r is not None for r in result):
             return torch.stack(result), step  # type: ignore[arg-type]
-        q = w / torch.where(broken, 1.0, beta)[:, None]
-        if bool(broken.any()):
-            q = torch.where(broken[:, None], fresh(basis), q)
-        basis = torch.cat([basis, q[:, None, :]], dim=1)
-    raise AssertionError("unreachable: Lanczos stops at step D")
+        q = w / torch.where(beta > 0, beta, 1.0)[:, None]
+        if any(restart):
+            q = torch.where(torch.tensor(restart, device=device)[:, None], fresh(basis), q)
 
 
 def _full_spectrum(op: _InputHessian, chunk: int) -> torch.Tensor:
@@ -233,6 +281,7 @@ class JacobianResult(ResultMixin):
     :param decision: ``(N,)`` ``L(x)``.
     :param labels: ``(N,)`` labels ``t`` used.
     :param threshold: The sparsity threshold.
+    :param params: The parameters used (``threshold``, ``batch_size``).
     """
 
     gradients: np.ndarray
@@ -242,15 +291,17 @@ class JacobianResult(ResultMixin):
     decision: np.ndarray
     labels: np.ndarray
     threshold: float
+    params: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """:return: Distributions of the l1 and l2 norms and of the sparsity."""
+        """:return: Distributions of the l1 and l2 norms and of the sparsity, ``n_samples`` and ``params``."""
         return {
             "n_samples": int(len(self.l1)),
             "threshold": self.threshold,
             "l1": describe(self.l1),
             "l2": describe(self.l2),
             "sparsity": describe(self.sparsity),
+            "params": dict(self.params),
         }
 
 
@@ -267,6 +318,7 @@ class HessianResult(ResultMixin):
     :param full: Whether the full spectrum was computed.
     :param zero_tol: Threshold below which an eigenvalue counts as zero.
     :param n_products: Hessian-vector products per sample.
+    :param params: The parameters used (``k``, ``of``, ``full``, ``zero_tol``, ``tol``, ``seed``, ``batch_size``).
     """
 
     eigenvalues: np.ndarray
@@ -277,6 +329,7 @@ class HessianResult(ResultMixin):
     full: bool
     zero_tol: float
     n_products: int
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def max_abs(self) -> np.ndarray:
@@ -284,7 +337,7 @@ class HessianResult(ResultMixin):
         return np.abs(self.eigenvalues[:, 0])
 
     def summary(self) -> dict[str, Any]:
-        """:return: Distributions of the largest magnitude, the l1 and the sparsity."""
+        """:return: Distributions of the largest magnitude, the l1 and the sparsity, ``n_samples`` and ``params``."""
         return {
             "of": self.of,
             "full": self.full,
@@ -294,6 +347,7 @@ class HessianResult(ResultMixin):
             "l1": describe(self.l1),
             "sparsity": describe(self.sparsity),
             "n_products": self.n_products,
+            "params": dict(self.params),
         }
 
 
@@ -314,6 +368,7 @@ class IndicatorResult(ResultMixin):
     :param eps: Radius of the ball.
     :param norm: Its norm (``2`` or ``inf``).
     :param dim: Input dimension ``D``.
+    :param params: The parameters used (``eps``, ``norm``, ``k``, ``tol``, ``seed``, ``batch_size``).
     """
 
     decision: np.ndarray
@@ -328,9 +383,13 @@ class IndicatorResult(ResultMixin):
     eps: float
     norm: float
     dim: int
+    params: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """:return: Certified fraction, and distributions of the bound, its two terms and ``L(x) - bound``."""
+        """
+        :return: Certified fraction, distributions of the bound, its two terms and ``L(x) - bound``, ``n_samples``
+                 and ``params``.
+        """
         return {
             "eps": self.eps,
             "norm": "inf" if np.isinf(self.norm) else int(self.norm),
@@ -341,18 +400,13 @@ class IndicatorResult(ResultMixin):
             "curvature": describe(self.curvature),
             "slack": describe(self.decision - self.bound),
             "jacobian_l1": describe(self.jacobian_l1),
+            "params": dict(self.params),
         }
 
 
-def _prepare(classifier: Any, x: Any, batch_size: Any) -> tuple[ModelView, int]:
-    view = model_view(classifier, x)
-    check_inputs(view, x)
-    return view, check_positive_int(batch_size, "batch_size")
-
-
-def _chunks(view: ModelView, x: Any, labels: torch.Tensor, batch_size: int, verbose: bool, desc: str):
-    for start in tqdm(range(0, len(x), batch_size), disable=not verbose, leave=False, desc=desc):
-        yield view.to_tensor(x[start : start + batch_size]), labels[start : start + batch_size]
+def _decision_objective(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``L = Z_t - max_{i != t} Z_i`` per sample, the objective of the Jacobian."""
+    return decision_values(logits, labels)[0]
 
 
 def jacobian_stats(
@@ -374,22 +428,22 @@ def jacobian_stats(
     :param y: Labels ``t``; ``None`` uses the model's predictions.
     :param threshold: Magnitude below which a gradient entry counts as zero, ``>= 0``.
     :param batch_size: Samples per pass.
-    :param verbose: Show a progress bar.
+    :param verbose: Show progress bars.
     :return: A :class:`JacobianResult`.
     """
-    view, batch_size = _prepare(classifier, x, batch_size)
-    if not np.isfinite(threshold) or threshold < 0:
-        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    threshold = check_number(threshold, "threshold", minimum=0.0)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    verbose = check_bool(verbose, "verbose")
+    prep = prepare(classifier, x, y)
+    view, x = prep.view, prep.x
     with view.evaluating():
-        labels = _labels(view, x, y, batch_size, verbose)
+        labels = decision_labels(prep, batch_size, verbose=verbose)
         values, grads = [], []
-        for xb, lb in _chunks(view, x, labels, batch_size, verbose, "jacobian"):
-            xb.requires_grad_(True)
-            with torch.enable_grad():
-                val = decision_values(view(xb), lb)[0]
-                (g,) = torch.autograd.grad(val.sum(), xb)
-            values.append(val.detach())
-            grads.append(g.flatten(1))
+        for part in input_gradients(
+            view, x, batch_size, _decision_objective, labels=labels, verbose=verbose, desc="jacobian"
+        ):
+            values.append(part.values)
+            grads.append(part.grad.flatten(1))
     j = torch.cat(grads).double()
     return JacobianResult(
         gradients=j.reshape(len(x), *x.shape[1:]).cpu().numpy(),
@@ -397,8 +451,9 @@ def jacobian_stats(
         l2=j.norm(dim=1).cpu().numpy(),
         sparsity=(j.abs() < threshold).double().mean(dim=1).cpu().numpy(),
         decision=torch.cat(values).double().cpu().numpy(),
-        labels=labels.cpu().numpy(),
-        threshold=float(threshold),
+        labels=labels,
+        threshold=threshold,
+        params={"threshold": threshold, "batch_size": batch_size},
     )
 
 
@@ -427,10 +482,13 @@ def hessian_eigenvalues(
     Eigenvalues of the Hessian with respect to the input of ``L = Z_t - Z_m`` (``of="decision"``, ``m`` the
     maximising competitor at ``x``) or of the cross-entropy (``of="loss"``) per sample (Yu et al. 2019, eq. 6-9).
 
-    ``full=False``: the top-``k`` by magnitude, by a Lanczos iteration with full reorthogonalisation on
-    Hessian-vector products, batched over the samples of a chunk, stopped when each wanted Ritz value has residual
-    ``<= tol * ||H||`` (an eigenvalue error bound). ``full=True``: all ``D`` eigenvalues from ``D`` batched products
-    with the identity and ``torch.linalg.eigvalsh`` (``D <= FULL_SPECTRUM_MAX_DIM``).
+    ``full=False``: the top-``k`` by magnitude, by Lanczos runs with full reorthogonalisation on Hessian-vector
+    products, batched over the samples of a chunk: the ``k`` wanted Ritz pairs of a run are locked once their
+    residuals are ``<= tol * ||H||`` (an eigenvalue error bound), and a sample is done when a further run in the
+    orthogonal complement of the locked vectors, from a fresh random vector, converges its largest magnitude at
+    ``<= |lambda_k| + tol * ||H||`` (so second copies of repeated eigenvalues and unresolved cluster members, absent
+    from one Krylov space, are found). ``full=True``: all ``D`` eigenvalues from ``D`` batched products with the
+    identity and ``torch.linalg.eigvalsh`` (``D <= FULL_SPECTRUM_MAX_DIM``).
 
     For piecewise-linear (ReLU, max-pool) networks the decision Hessian is zero almost everywhere; a warning says
     so when every eigenvalue is zero, and ``of="loss"`` gives the non-zero softmax curvature.
@@ -442,15 +500,22 @@ def hessian_eigenvalues(
     :param of: ``"decision"`` or ``"loss"``.
     :param full: Compute the whole spectrum.
     :param zero_tol: Magnitude below which an eigenvalue counts as zero (the paper's sparsity).
-    :param tol: Relative residual at which Lanczos stops.
-    :param seed: Seed of the Lanczos start vectors.
+    :param tol: Relative residual ``||H y - theta y|| / ||H||`` at which a Ritz pair counts as converged.
+    :param seed: Seed of the Lanczos start vectors: a non-negative int, or ``None`` for fresh entropy (the seed
+                 drawn is recorded in ``result.params``).
     :param batch_size: Samples per chunk (each chunk keeps its double-backward graph in memory).
-    :param verbose: Show a progress bar.
+    :param verbose: Show progress bars.
     :return: A :class:`HessianResult`.
     """
-    view, batch_size = _prepare(classifier, x, batch_size)
-    if of not in _OBJECTIVES:
-        raise ValueError(f"of must be one of {_OBJECTIVES}, got {of!r}")
+    of = check_choice(of, "of", _OBJECTIVES)
+    full = check_bool(full, "full")
+    zero_tol = check_number(zero_tol, "zero_tol", minimum=0.0)
+    tol = check_number(tol, "tol", minimum=0.0, strict=True)
+    seed = resolve_seed(check_seed(seed))
+    batch_size = check_positive_int(batch_size, "batch_size")
+    verbose = check_bool(verbose, "verbose")
+    prep = prepare(classifier, x, y)
+    view, x = prep.view, prep.x
     dim = int(np.prod(x.shape[1:]))
     if full and dim > FULL_SPECTRUM_MAX_DIM:
         raise ValueError(
@@ -458,18 +523,14 @@ def hessian_eigenvalues(
             "need the top-k solver (full=False)"
         )
     k = dim if full else _check_k(k, dim)
-    if not np.isfinite(zero_tol) or zero_tol < 0:
-        raise ValueError(f"zero_tol must be a finite number >= 0, got {zero_tol!r}")
-    if not np.isfinite(tol) or tol <= 0:
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
     gen = generator(seed)
     with view.evaluating():
-        labels = _labels(view, x, y, batch_size, verbose)
+        labels = decision_labels(prep, batch_size, verbose=verbose)
         eigs, products = [], 0
-        for xb, lb in _chunks(view, x, labels, batch_size, verbose, "hessian"):
-            op = _InputHessian(view, xb, lb, of)
+        for batch in batches(view, x, batch_size, labels=labels, verbose=verbose, desc="hessian"):
+            op = _InputHessian(view, batch.x, batch.y, of)
             if full:
-                eigs.append(_full_spectrum(op, max(1, 512 // len(xb))))
+                eigs.append(_full_spectrum(op, max(1, 512 // len(batch.x))))
                 products = dim
             else:
                 top, steps = _lanczos(op, k, tol, gen)
@@ -488,11 +549,14 @@ def hessian_eigenvalues(
         eigenvalues=lam,
         l1=np.abs(lam).sum(axis=1),
         sparsity=(np.abs(lam) < zero_tol).mean(axis=1),
-        labels=labels.cpu().numpy(),
+        labels=labels,
         of=of,
-        full=bool(full),
-        zero_tol=float(zero_tol),
+        full=full,
+        zero_tol=zero_tol,
         n_products=int(products),
+        params={
+            "k": k, "of": of, "full": full, "zero_tol": zero_tol, "tol": tol, "seed": seed, "batch_size": batch_size,
+        },
     )
 
 
@@ -530,39 +594,41 @@ def robustness_indicator(
     :param x: Inputs ``(N, *input_shape)``.
     :param y: Labels ``t``; ``None`` uses the model's predictions.
     :param eps: Radius of the ball, ``> 0``.
-    :param norm: ``np.inf`` or ``2``.
+    :param norm: ``np.inf`` or ``2`` (any spelling :class:`~art_geometry.Norm` accepts).
     :param k: Eigenvalues computed by Lanczos (``>= 1``).
-    :param tol: Relative residual at which Lanczos stops.
-    :param seed: Seed of the Lanczos start vectors.
+    :param tol: Relative residual at which Lanczos stops, ``> 0``.
+    :param seed: Seed of the Lanczos start vectors: a non-negative int, or ``None`` for fresh entropy (the seed
+                 drawn is recorded in ``result.params``).
     :param batch_size: Samples per chunk.
-    :param verbose: Show a progress bar.
+    :param verbose: Show progress bars.
     :return: An :class:`IndicatorResult`.
     """
-    view, batch_size = _prepare(classifier, x, batch_size)
-    p = check_norm(norm)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) or not (
-        np.isfinite(eps) and eps > 0
-    ):
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    ball = Norm.parse(norm)
+    eps = check_number(eps, "eps", minimum=0.0, strict=True)
+    tol = check_number(tol, "tol", minimum=0.0, strict=True)
+    seed = resolve_seed(check_seed(seed))
+    batch_size = check_positive_int(batch_size, "batch_size")
+    verbose = check_bool(verbose, "verbose")
+    prep = prepare(classifier, x, y)
+    view, x = prep.view, prep.x
     dim = int(np.prod(x.shape[1:]))
     k = _check_k(k, dim)
     gen = generator(seed)
     with view.evaluating():
-        labels = _labels(view, x, y, batch_size, verbose)
+        labels = decision_labels(prep, batch_size, verbose=verbose)
         values, grads, lams = [], [], []
-        for xb, lb in _chunks(view, x, labels, batch_size, verbose, "indicator"):
-            op = _InputHessian(view, xb, lb, "decision")
+        for batch in batches(view, x, batch_size, labels=labels, verbose=verbose, desc="indicator"):
+            op = _InputHessian(view, batch.x, batch.y, "decision")
             values.append(op.values)
             grads.append(op.grad)
             lams.append(_lanczos(op, k, tol, gen)[0][:, 0].abs())
     j = torch.cat(grads).double()
     lam = torch.cat(lams).double()
     l1, l2 = j.abs().sum(dim=1), j.norm(dim=1)
-    eps = float(eps)
-    if np.isinf(p):
-        first, curvature = eps * l1, 0.5 * lam * dim * eps**2
-    else:
-        first, curvature = eps * l2, 0.5 * lam * eps**2
+    # sum |J_i| |d_i| <= eps ||J||_q (q the dual norm); the largest ||d||_2^2 on the p-ball of radius eps is
+    # D^(1 - 2/p) eps^2 (p >= 2: D eps^2 for inf, eps^2 for 2)
+    first = eps * ball.dual.measure(j)
+    curvature = 0.5 * lam * dim ** (1 - 2 / ball.p) * eps**2
     bound = first + curvature
     decision = torch.cat(values).double()
     return IndicatorResult(
@@ -574,8 +640,9 @@ def robustness_indicator(
         jacobian_l1=l1.cpu().numpy(),
         jacobian_l2=l2.cpu().numpy(),
         max_abs_eigenvalue=lam.cpu().numpy(),
-        labels=labels.cpu().numpy(),
+        labels=labels,
         eps=eps,
-        norm=p,
+        norm=ball.p,
         dim=dim,
+        params={"eps": eps, "norm": ball.to_json(), "k": k, "tol": tol, "seed": seed, "batch_size": batch_size},
     )

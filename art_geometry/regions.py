@@ -18,21 +18,26 @@ patterns), never with an N x N Hamming matrix or Python tuples.
 A layer is named by its dotted module name: ``"features.3"`` reads that module's output, ``"classifier.2:input"``
 reads what the module receives. The default is the input of the last ``nn.Linear`` (the penultimate features). A
 module that runs several times in one forward contributes the concatenation of all its calls.
+
+Every per-sample result also holds the model's ``predictions`` (read from the forward pass that records the
+patterns), the ``labels`` (``y``, or the predictions when none are given) and ``correct``, as the other families.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from art_geometry._api import legacy_positional
 from art_geometry._batching import batches
-from art_geometry._model import LayerRef, ModelView, model_view, module_of, warn_if_probabilities
+from art_geometry._model import LayerRef, ModelView, module_of
+from art_geometry._prepare import Prepared, prepare, prepare_more
 from art_geometry._results import ResultMixin
-from art_geometry._validation import check_inputs, check_positive_int
+from art_geometry._validation import check_bool, check_positive_int
 
 __all__ = [
     "PRSResult",
@@ -64,6 +69,10 @@ class PRSResult(ResultMixin):
     :param counts: ``(n_regions,)`` number of samples in each region.
     :param layer: The layer the patterns were read at.
     :param n_units: Length of the sign pattern (flattened units of the layer).
+    :param predictions: ``(N,)`` the model's predictions.
+    :param labels: ``(N,)`` the given labels, or the predictions when none were given.
+    :param correct: ``(N,)`` ``predictions == labels``.
+    :param params: The parameters used (``layer``, ``batch_size``).
     """
 
     ratio: float
@@ -73,9 +82,16 @@ class PRSResult(ResultMixin):
     counts: np.ndarray
     layer: str
     n_units: int
+    predictions: np.ndarray
+    labels: np.ndarray
+    correct: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """:return: ratio, n_regions, n_samples, n_units, layer, largest region size, fraction of singletons."""
+        """
+        :return: ratio, n_regions, n_samples, n_units, layer, largest region size, fraction of singletons and
+                 ``params``.
+        """
         return {
             "layer": self.layer,
             "ratio": self.ratio,
@@ -84,6 +100,7 @@ class PRSResult(ResultMixin):
             "n_units": self.n_units,
             "largest_region": int(self.counts.max()),
             "singleton_fraction": float(np.mean(self.counts == 1)),
+            "params": dict(self.params),
         }
 
 
@@ -97,6 +114,10 @@ class InclusionResult(ResultMixin):
     :param n_train_regions: |PRS(X_train)|.
     :param n_test_regions: |PRS(X_test)|.
     :param layer: The layer the patterns were read at.
+    :param predictions: ``(N_test,)`` the model's predictions on the test samples.
+    :param labels: ``(N_test,)`` the given test labels, or the predictions when none were given.
+    :param correct: ``(N_test,)`` ``predictions == labels``.
+    :param params: The parameters used (``layer``, ``batch_size``).
     """
 
     ratio: float
@@ -104,16 +125,25 @@ class InclusionResult(ResultMixin):
     n_train_regions: int
     n_test_regions: int
     layer: str
+    predictions: np.ndarray
+    labels: np.ndarray
+    correct: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """:return: ratio, sizes of the inclusion and exclusion groups, region counts, layer."""
+        """
+        :return: ratio, sizes of the inclusion and exclusion groups, region counts, layer, ``n_samples`` (test
+                 samples) and ``params``.
+        """
         return {
             "layer": self.layer,
             "ratio": self.ratio,
+            "n_samples": int(len(self.included)),
             "n_included": int(self.included.sum()),
             "n_excluded": int((~self.included).sum()),
             "n_train_regions": self.n_train_regions,
             "n_test_regions": self.n_test_regions,
+            "params": dict(self.params),
         }
 
 
@@ -127,6 +157,10 @@ class LayerwisePRSResult(ResultMixin):
     :param n_regions: ``(L,)`` number of regions per layer.
     :param region_ids: ``(L, N)`` region index of each sample at each layer.
     :param n_samples: Number of samples.
+    :param predictions: ``(N,)`` the model's predictions.
+    :param labels: ``(N,)`` the given labels, or the predictions.
+    :param correct: ``(N,)`` ``predictions == labels``.
+    :param params: The parameters used (``layers``, ``batch_size``).
     """
 
     layers: list[str]
@@ -134,10 +168,18 @@ class LayerwisePRSResult(ResultMixin):
     n_regions: np.ndarray
     region_ids: np.ndarray
     n_samples: int
+    predictions: np.ndarray
+    labels: np.ndarray
+    correct: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """:return: The ratio per layer."""
-        return {"n_samples": self.n_samples, "ratios": dict(zip(self.layers, self.ratios.tolist()))}
+        """:return: The ratio per layer, ``n_samples`` and ``params``."""
+        return {
+            "n_samples": self.n_samples,
+            "ratios": dict(zip(self.layers, self.ratios.tolist())),
+            "params": dict(self.params),
+        }
 
 
 @dataclass(frozen=True)
@@ -148,16 +190,27 @@ class SimilarityResult(ResultMixin):
     :param matrix: ``(C, C)`` cosine similarities ``w_i . w_j / (|w_i| |w_j|)``.
     :param mean_off_diagonal: Mean of the ``C (C - 1)`` off-diagonal entries.
     :param layer: Name of the linear layer.
+    :param params: The parameters used (``layer``).
     """
 
     matrix: np.ndarray
     mean_off_diagonal: float
     layer: str
+    params: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """:return: Mean and max off-diagonal similarity, layer."""
+        """
+        :return: Mean and max off-diagonal similarity, layer, ``n_samples`` (0: the rows are read from the weights)
+                 and ``params``.
+        """
         off = self.matrix[~np.eye(len(self.matrix), dtype=bool)]
-        return {"layer": self.layer, "mean_off_diagonal": self.mean_off_diagonal, "max_off_diagonal": float(off.max())}
+        return {
+            "layer": self.layer,
+            "mean_off_diagonal": self.mean_off_diagonal,
+            "max_off_diagonal": float(off.max()),
+            "n_samples": 0,
+            "params": dict(self.params),
+        }
 
 
 @dataclass(frozen=True)
@@ -169,16 +222,29 @@ class SparsityResult(ResultMixin):
     :param per_sample: ``(N, L)`` fraction of units that are zero, per sample and layer.
     :param per_layer: ``(L,)`` mean over samples.
     :param mean: Mean over layers of ``per_layer`` (each layer weighted equally).
+    :param predictions: ``(N,)`` the model's predictions.
+    :param labels: ``(N,)`` the given labels, or the predictions.
+    :param correct: ``(N,)`` ``predictions == labels``.
+    :param params: The parameters used (``layers``, ``batch_size``).
     """
 
     layers: list[str]
     per_sample: np.ndarray
     per_layer: np.ndarray
     mean: float
+    predictions: np.ndarray
+    labels: np.ndarray
+    correct: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """:return: The mean sparsity and the sparsity per layer."""
-        return {"mean": self.mean, "per_layer": dict(zip(self.layers, self.per_layer.tolist()))}
+        """:return: The mean sparsity, the sparsity per layer, ``n_samples`` and ``params``."""
+        return {
+            "mean": self.mean,
+            "per_layer": dict(zip(self.layers, self.per_layer.tolist())),
+            "n_samples": int(len(self.per_sample)),
+            "params": dict(self.params),
+        }
 
 
 def _pack_signs(h: torch.Tensor) -> np.ndarray:
@@ -215,32 +281,35 @@ def _stream(
     refs: Sequence[LayerRef],
     batch_size: int,
     verbose: bool,
-    reduce: Any,
-) -> list[list[Any]]:
+    reduce: Callable[[int, torch.Tensor], Any],
+) -> tuple[list[list[Any]], np.ndarray]:
     """
     One pass over ``x`` with hooks at ``refs``; ``reduce(j, activations (B, D)) -> value`` is applied per batch and
-    layer ``j``, and the values are returned per layer in batch order.
+    layer ``j``.
+
+    :return: The values per layer in batch order, and the model's predictions ``(N,)`` int64 from the same forward
+             passes.
     """
     out: list[list[Any]] = [[] for _ in refs]
+    predictions: list[torch.Tensor] = []
     with view.evaluating(), view.capture(list(refs)) as store, torch.no_grad():
-        for i, (_, xb, _) in enumerate(batches(view, x, batch_size, verbose=verbose, desc="regions")):
-            logits = view(xb)
-            if i == 0:
-                warn_if_probabilities(logits)
+        for batch in batches(view, x, batch_size, verbose=verbose, desc="regions"):
+            predictions.append(view(batch.x).argmax(dim=1).cpu())
             for j, ref in enumerate(refs):
                 if not store[ref]:
                     raise RuntimeError(f"layer {ref} did not run in the model's forward pass")
                 out[j].append(reduce(j, _flat_activations(store[ref])))
                 store[ref].clear()
-    return out
+    return out, torch.cat(predictions).numpy().astype(np.int64)
 
 
 def _packed_patterns(
     view: ModelView, x: "np.ndarray | torch.Tensor", refs: Sequence[LayerRef], batch_size: int, verbose: bool
-) -> list[tuple[np.ndarray, int]]:
+) -> tuple[list[tuple[np.ndarray, int]], np.ndarray]:
     """
     :return: Per layer, the packed sign patterns of all samples ``(N, bytes)`` uint8 (written batch by batch into
-             one preallocated array: memory N * bytes, never a second copy) and the number of units.
+             one preallocated array: memory N * bytes, never a second copy) and the number of units; and the
+             model's predictions ``(N,)``.
     """
     n = len(x)
     packed: list[np.ndarray] = []
@@ -255,8 +324,8 @@ def _packed_patterns(
         packed[j][filled[j] : filled[j] + len(bits)] = bits
         filled[j] += len(bits)
 
-    _stream(view, x, refs, batch_size, verbose, store)
-    return list(zip(packed, units))
+    _, predictions = _stream(view, x, refs, batch_size, verbose, store)
+    return list(zip(packed, units)), predictions
 
 
 #: splitmix64's finaliser constants (Steele, Lea, Flood, "Fast splittable pseudorandom number generators", 2014).
@@ -327,38 +396,63 @@ def _unique_rows(*blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse.reshape(-1).astype(np.int64), counts.astype(np.int64)
 
 
-def _prepare(
-    classifier: Any, x: Any, batch_size: int, name: str = "x"
-) -> tuple[ModelView, "np.ndarray | torch.Tensor", int]:
-    view = model_view(classifier, x if isinstance(x, (np.ndarray, torch.Tensor)) else None)
-    return view, check_inputs(view, x, name), check_positive_int(batch_size, "batch_size")
+def _options(batch_size: Any, verbose: Any) -> tuple[int, bool]:
+    """:return: ``batch_size`` and ``verbose``, checked."""
+    return check_positive_int(batch_size, "batch_size"), check_bool(verbose, "verbose")
 
 
-def _default_ref(view: ModelView, layer: "str | LayerRef | None") -> LayerRef:
-    return view.resolve_layer(layer if layer is not None else f"{view.last_linear()}:input")
+def _is_layer(value: Any) -> bool:
+    """Whether an extra positional argument is the old positional ``layer`` (a name), not labels."""
+    return isinstance(value, (str, LayerRef))
 
 
-def populated_region_set(
-    classifier: Any,
-    x: "np.ndarray | torch.Tensor",
-    layer: "str | LayerRef | None" = None,
-    *,
-    batch_size: int = 256,
-    verbose: bool = False,
-) -> PRSResult:
+def _is_layers(value: Any) -> bool:
+    """Whether an extra positional argument is the old positional ``layers`` (a list of names), not labels."""
+    return isinstance(value, (list, tuple)) and all(_is_layer(v) for v in value)
+
+
+def _layer_ref(view: ModelView, layer: Any) -> LayerRef:
     """
-    The populated region set of ``x`` at ``layer``: PRS ratio = |{s_l(x) : x in X}| / |X| (PRS paper, Def. 2).
-
-    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module``.
-    :param x: Inputs ``(N, *input_shape)``.
-    :param layer: Layer name (``"features.3"`` or ``"fc:input"``); default the input of the last ``nn.Linear``.
-    :param batch_size: Samples per forward pass.
-    :param verbose: Show a progress bar.
-    :return: The region set, with per-sample region ids and per-region counts.
+    :param layer: A layer name, a :class:`LayerRef`, or ``None`` for the input of the last ``nn.Linear``.
+    :return: The resolved reference.
+    :raises ValueError: For anything else, or a name the model does not have.
     """
-    view, x, batch_size = _prepare(classifier, x, batch_size)
-    ref = _default_ref(view, layer)
-    packed, n_units = _packed_patterns(view, x, [ref], batch_size, verbose)[0]
+    if layer is None:
+        return view.resolve_layer(f"{view.last_linear()}:input")
+    if not _is_layer(layer):
+        raise ValueError(f"layer must be a layer name such as 'features.3' or 'fc:input', got {layer!r}")
+    return view.resolve_layer(layer)
+
+
+def _relu_refs(view: ModelView, layers: Any) -> list[LayerRef]:
+    """
+    :param layers: Layer names, or ``None`` for every ``nn.ReLU`` module.
+    :return: The resolved references.
+    :raises ValueError: For an empty or malformed list, or a name the model does not have.
+    """
+    if layers is None:
+        names = view.relu_layers()
+        if not names:
+            raise ValueError("the model has no nn.ReLU module; name the layers to use")
+        return [LayerRef(n) for n in names]
+    if not _is_layers(layers):
+        raise ValueError(f"layers must be a list of layer names such as ['features.1', 'fc:input'], got {layers!r}")
+    if len(layers) == 0:
+        raise ValueError("layers is empty: name at least one layer")
+    return [view.resolve_layer(spec) for spec in layers]
+
+
+def _per_sample(prep: Prepared, predictions: np.ndarray) -> dict[str, np.ndarray]:
+    """:return: ``predictions``, ``labels`` (the given ones, or the predictions) and ``correct``."""
+    labels = prep.labels_or(predictions)
+    return {"predictions": predictions, "labels": labels, "correct": predictions == labels}
+
+
+def _region_set(prep: Prepared, layer: Any, batch_size: int, verbose: bool) -> PRSResult:
+    """:func:`populated_region_set` on prepared data (shared with :func:`prs_ratio` and the tracker)."""
+    ref = _layer_ref(prep.view, layer)
+    patterns, predictions = _packed_patterns(prep.view, prep.x, [ref], batch_size, verbose)
+    packed, n_units = patterns[0]
     ids, counts = _unique_rows(packed)
     n = len(ids)
     return PRSResult(
@@ -369,30 +463,94 @@ def populated_region_set(
         counts=counts,
         layer=str(ref),
         n_units=n_units,
+        **_per_sample(prep, predictions),
+        params={"layer": str(ref), "batch_size": batch_size},
     )
 
 
+@legacy_positional("layer", after=2, when=_is_layer)
+def populated_region_set(
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    y: "np.ndarray | torch.Tensor | None" = None,
+    *,
+    layer: "str | LayerRef | None" = None,
+    batch_size: int = 256,
+    verbose: bool = False,
+) -> PRSResult:
+    """
+    The populated region set of ``x`` at ``layer``: PRS ratio = |{s_l(x) : x in X}| / |X| (PRS paper, Def. 2).
+
+    :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module``.
+    :param x: Inputs ``(N, *input_shape)``.
+    :param y: Labels (indices or one-hot), only to report ``labels`` / ``correct``; default the predictions.
+    :param layer: Layer name (``"features.3"`` or ``"fc:input"``); default the input of the last ``nn.Linear``.
+    :param batch_size: Samples per forward pass.
+    :param verbose: Show a progress bar.
+    :return: The region set, with per-sample region ids, predictions and per-region counts.
+    """
+    batch_size, verbose = _options(batch_size, verbose)
+    prep = prepare(classifier, x, y)
+    return _region_set(prep, layer, batch_size, verbose)
+
+
+@legacy_positional("layer", after=2, when=_is_layer)
 def prs_ratio(
-    classifier: Any, x: "np.ndarray | torch.Tensor", layer: "str | LayerRef | None" = None, *, batch_size: int = 256
+    classifier: Any,
+    x: "np.ndarray | torch.Tensor",
+    y: "np.ndarray | torch.Tensor | None" = None,
+    *,
+    layer: "str | LayerRef | None" = None,
+    batch_size: int = 256,
+    verbose: bool = False,
 ) -> float:
     """
     The PRS ratio |PRS(X, f, l)| / |X|, in ART's metric-function style (see :func:`populated_region_set`).
 
     :param classifier: The classifier.
     :param x: Inputs.
+    :param y: Labels (accepted as by every metric; the ratio does not depend on them).
     :param layer: Layer name; default the input of the last ``nn.Linear``.
     :param batch_size: Samples per forward pass.
+    :param verbose: Show a progress bar.
     :return: The ratio, in (0, 1].
     """
-    return populated_region_set(classifier, x, layer, batch_size=batch_size).ratio
+    batch_size, verbose = _options(batch_size, verbose)
+    prep = prepare(classifier, x, y)
+    return _region_set(prep, layer, batch_size, verbose).ratio
 
 
+def _inclusion(train: Prepared, test: Prepared, layer: Any, batch_size: int, verbose: bool) -> InclusionResult:
+    """:func:`inclusion_ratio` on prepared data (shared with the tracker and the inclusion robustness)."""
+    view = train.view
+    ref = _layer_ref(view, layer)
+    train_patterns, _ = _packed_patterns(view, train.x, [ref], batch_size, verbose)
+    test_patterns, predictions = _packed_patterns(view, test.x, [ref], batch_size, verbose)
+    packed_train, packed_test = train_patterns[0][0], test_patterns[0][0]
+    ids, _ = _unique_rows(packed_train, packed_test)
+    train_ids, test_ids = ids[: len(packed_train)], ids[len(packed_train) :]
+    in_train = np.zeros(int(ids.max()) + 1, dtype=bool)
+    in_train[train_ids] = True
+    included = in_train[test_ids]
+    return InclusionResult(
+        ratio=float(included.mean()),
+        included=included,
+        n_train_regions=int(np.unique(train_ids).size),
+        n_test_regions=int(np.unique(test_ids).size),
+        layer=str(ref),
+        **_per_sample(test, predictions),
+        params={"layer": str(ref), "batch_size": batch_size},
+    )
+
+
+@legacy_positional("layer", after=3, when=_is_layer)
 def inclusion_ratio(
     classifier: Any,
     x_train: "np.ndarray | torch.Tensor",
     x_test: "np.ndarray | torch.Tensor",
-    layer: "str | LayerRef | None" = None,
     *,
+    y_test: "np.ndarray | torch.Tensor | None" = None,
+    layer: "str | LayerRef | None" = None,
     batch_size: int = 256,
     verbose: bool = False,
 ) -> InclusionResult:
@@ -403,46 +561,25 @@ def inclusion_ratio(
     :param classifier: The classifier.
     :param x_train: Training inputs.
     :param x_test: Test inputs.
+    :param y_test: Test labels, only to report ``labels`` / ``correct`` per test sample; default the predictions.
     :param layer: Layer name; default the input of the last ``nn.Linear``.
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
-    :return: The ratio and the per-sample inclusion mask (inclusion / exclusion groups).
+    :return: The ratio and the per-sample inclusion mask (inclusion / exclusion groups) of the test samples.
     """
-    view, x_train, batch_size = _prepare(classifier, x_train, batch_size, "x_train")
-    x_test = check_inputs(view, x_test, "x_test")
-    ref = _default_ref(view, layer)
-    train, _ = _packed_patterns(view, x_train, [ref], batch_size, verbose)[0]
-    test, _ = _packed_patterns(view, x_test, [ref], batch_size, verbose)[0]
-    ids, _ = _unique_rows(train, test)
-    train_ids, test_ids = ids[: len(train)], ids[len(train) :]
-    in_train = np.zeros(int(ids.max()) + 1, dtype=bool)
-    in_train[train_ids] = True
-    included = in_train[test_ids]
-    return InclusionResult(
-        ratio=float(included.mean()),
-        included=included,
-        n_train_regions=int(np.unique(train_ids).size),
-        n_test_regions=int(np.unique(test_ids).size),
-        layer=str(ref),
-    )
+    batch_size, verbose = _options(batch_size, verbose)
+    train = prepare(classifier, x_train, x_name="x_train")
+    test = prepare_more(train, x_test, y_test, x_name="x_test", y_name="y_test")
+    return _inclusion(train, test, layer, batch_size, verbose)
 
 
-def _relu_refs(view: ModelView, layers: "Sequence[str | LayerRef] | None") -> list[LayerRef]:
-    if layers is None:
-        names = view.relu_layers()
-        if not names:
-            raise ValueError("the model has no nn.ReLU module; name the layers to use")
-        return [LayerRef(n) for n in names]
-    if len(layers) == 0:
-        raise ValueError("layers is empty: name at least one layer")
-    return [view.resolve_layer(spec) for spec in layers]
-
-
+@legacy_positional("layers", after=2, when=_is_layers)
 def layerwise_prs(
     classifier: Any,
     x: "np.ndarray | torch.Tensor",
-    layers: "Sequence[str | LayerRef] | None" = None,
+    y: "np.ndarray | torch.Tensor | None" = None,
     *,
+    layers: "Sequence[str | LayerRef] | None" = None,
     batch_size: int = 256,
     verbose: bool = False,
 ) -> LayerwisePRSResult:
@@ -451,25 +588,32 @@ def layerwise_prs(
 
     :param classifier: The classifier.
     :param x: Inputs.
+    :param y: Labels, only to report ``labels`` / ``correct``; default the predictions.
     :param layers: Layer names; default every ``nn.ReLU`` module.
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
     :return: Ratios, region counts and per-sample region ids per layer.
     """
-    view, x, batch_size = _prepare(classifier, x, batch_size)
-    refs = _relu_refs(view, layers)
-    uniques = [_unique_rows(p) for p, _ in _packed_patterns(view, x, refs, batch_size, verbose)]
-    n = len(x)
+    batch_size, verbose = _options(batch_size, verbose)
+    prep = prepare(classifier, x, y)
+    refs = _relu_refs(prep.view, layers)
+    patterns, predictions = _packed_patterns(prep.view, prep.x, refs, batch_size, verbose)
+    uniques = [_unique_rows(p) for p, _ in patterns]
+    n = prep.n
+    names = [str(r) for r in refs]
     return LayerwisePRSResult(
-        layers=[str(r) for r in refs],
+        layers=names,
         ratios=np.array([len(c) / n for _, c in uniques]),
         n_regions=np.array([len(c) for _, c in uniques], dtype=np.int64),
         region_ids=np.stack([ids for ids, _ in uniques]),
         n_samples=n,
+        **_per_sample(prep, predictions),
+        params={"layers": names, "batch_size": batch_size},
     )
 
 
-def final_layer_similarity(classifier: Any, layer: "str | None" = None) -> SimilarityResult:
+@legacy_positional("layer", after=1)
+def final_layer_similarity(classifier: Any, *, layer: "str | None" = None) -> SimilarityResult:
     """
     Cosine similarity between the class rows of the last linear layer,
     ``S_ij = w_i . w_j / (||w_i||_2 ||w_j||_2)``, and its mean off-diagonal value (PRS paper, Fig. 7-8).
@@ -477,24 +621,29 @@ def final_layer_similarity(classifier: Any, layer: "str | None" = None) -> Simil
     :param classifier: The classifier (no data needed: the rows are read from the weights).
     :param layer: Name of an ``nn.Linear`` module; default the last one.
     :return: The similarity matrix and its mean off-diagonal entry.
+    :raises ValueError: When ``layer`` is not an ``nn.Linear`` module of the model.
     """
     layers = dict(module_of(classifier).named_modules())
     linear = [n for n, m in layers.items() if isinstance(m, nn.Linear)]
     name = layer if layer is not None else (linear[-1] if linear else None)
     if name not in linear:
-        raise ValueError(f"{name!r} is not an nn.Linear layer of the model; linear layers: {', '.join(linear) or '(none)'}")
+        raise ValueError(
+            f"layer {name!r} is not an nn.Linear layer of the model; linear layers: {', '.join(linear) or '(none)'}"
+        )
     w = layers[name].weight.detach().to(torch.float64)
     unit = w / w.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
     matrix = (unit @ unit.T).cpu().numpy()
     off = matrix[~np.eye(len(matrix), dtype=bool)]
-    return SimilarityResult(matrix=matrix, mean_off_diagonal=float(off.mean()), layer=name)
+    return SimilarityResult(matrix=matrix, mean_off_diagonal=float(off.mean()), layer=name, params={"layer": name})
 
 
+@legacy_positional("layers", after=2, when=_is_layers)
 def feature_sparsity(
     classifier: Any,
     x: "np.ndarray | torch.Tensor",
-    layers: "Sequence[str | LayerRef] | None" = None,
+    y: "np.ndarray | torch.Tensor | None" = None,
     *,
+    layers: "Sequence[str | LayerRef] | None" = None,
     batch_size: int = 256,
     verbose: bool = False,
 ) -> SparsityResult:
@@ -504,16 +653,26 @@ def feature_sparsity(
 
     :param classifier: The classifier.
     :param x: Inputs.
+    :param y: Labels, only to report ``labels`` / ``correct``; default the predictions.
     :param layers: Layer names; default every ``nn.ReLU`` module.
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
     :return: Per-sample, per-layer and mean sparsity.
     """
-    view, x, batch_size = _prepare(classifier, x, batch_size)
-    refs = _relu_refs(view, layers)
-    parts = _stream(view, x, refs, batch_size, verbose, lambda _, h: (h <= 0).to(torch.float64).mean(dim=1).cpu())
+    batch_size, verbose = _options(batch_size, verbose)
+    prep = prepare(classifier, x, y)
+    refs = _relu_refs(prep.view, layers)
+    parts, predictions = _stream(
+        prep.view, prep.x, refs, batch_size, verbose, lambda _, h: (h <= 0).to(torch.float64).mean(dim=1).cpu()
+    )
     per_sample = torch.stack([torch.cat(p) for p in parts], dim=1).numpy()
     per_layer = per_sample.mean(axis=0)
+    names = [str(r) for r in refs]
     return SparsityResult(
-        layers=[str(r) for r in refs], per_sample=per_sample, per_layer=per_layer, mean=float(per_layer.mean())
+        layers=names,
+        per_sample=per_sample,
+        per_layer=per_layer,
+        mean=float(per_layer.mean()),
+        **_per_sample(prep, predictions),
+        params={"layers": names, "batch_size": batch_size},
     )

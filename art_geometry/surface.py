@@ -19,7 +19,7 @@ in chunks of ``batch_size``, with the decision function and the cross-entropy co
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,11 +27,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from art_geometry._batching import predict_logits
-from art_geometry._model import ModelView, model_view, warn_if_probabilities
+from art_geometry._batching import batches, predict_logits
+from art_geometry._decision import decision_labels, decision_values
+from art_geometry._gradients import input_gradients
+from art_geometry._model import ModelView
+from art_geometry._prepare import prepare
 from art_geometry._results import ResultMixin, describe
-from art_geometry._rng import generator
-from art_geometry._validation import check_inputs, check_labels, check_positive_int
+from art_geometry._rng import generator, resolve_seed
+from art_geometry._validation import check_bool, check_choice, check_int, check_number, check_positive_int, check_seed
 
 __all__ = [
     "SurfaceResult",
@@ -42,30 +45,6 @@ __all__ = [
 ]
 
 _DIRECTIONS = ("random", "adversarial")
-_ADVERSARIAL_LOSSES = ("ce", "least_likely", "cw")
-
-
-def decision_values(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """
-    :param logits: ``(B, C)`` logits.
-    :param labels: ``(B,)`` class indices ``t``.
-    :return: ``L = Z_t - max_{i != t} Z_i`` ``(B,)`` and the maximising competitor ``m`` ``(B,)``.
-    """
-    target = logits.gather(1, labels[:, None])[:, 0]
-    others = logits.scatter(1, labels[:, None], float("-inf"))
-    best, competitor = others.max(dim=1)
-    return target - best, competitor
-
-
-def _labels(
-    view: ModelView, x: "np.ndarray | torch.Tensor", y: Any, batch_size: int, verbose: bool
-) -> torch.Tensor:
-    """:return: ``y`` as checked class indices, or the model's predictions when ``y`` is ``None``, on the device."""
-    if y is not None:
-        return torch.as_tensor(check_labels(y, len(x), view.nb_classes), device=view.device)
-    logits = predict_logits(view, x, batch_size, verbose=verbose)
-    warn_if_probabilities(logits)
-    return logits.argmax(dim=1)
 
 
 def decision_function(
@@ -86,15 +65,13 @@ def decision_function(
     :param verbose: Show a progress bar.
     :return: ``(N,)`` float64 values; negative where the model does not predict ``t``.
     """
-    view = model_view(classifier, x)
-    check_inputs(view, x)
     batch_size = check_positive_int(batch_size, "batch_size")
+    verbose = check_bool(verbose, "verbose")
+    prep = prepare(classifier, x, y)
+    view = prep.view
     with view.evaluating():
-        logits = predict_logits(view, x, batch_size, verbose=verbose)
-        warn_if_probabilities(logits)
-        labels = logits.argmax(dim=1) if y is None else torch.as_tensor(
-            check_labels(y, len(x), view.nb_classes), device=view.device
-        )
+        logits = predict_logits(view, prep.x, batch_size, verbose=verbose)
+        labels = logits.argmax(dim=1) if prep.labels is None else torch.as_tensor(prep.labels, device=view.device)
         values, _ = decision_values(logits, labels)
     return values.double().cpu().numpy()
 
@@ -120,7 +97,9 @@ class SurfaceResult(ResultMixin):
     :param directions: ``"random"`` or ``"adversarial"``.
     :param adversarial_loss: Objective of the adversarial direction (``"ce"``, ``"least_likely"``, ``"cw"``).
     :param span: Half-width of the grid, in l2 units along each direction.
-    :param seed: Seed of the random directions.
+    :param seed: Seed of the random directions (the one drawn, for ``seed=None``).
+    :param params: The parameters used (``directions``, ``adversarial_loss``, ``span``, ``resolution``, ``seed``,
+                   ``batch_size``).
     """
 
     coords: np.ndarray
@@ -134,6 +113,7 @@ class SurfaceResult(ResultMixin):
     adversarial_loss: str
     span: float
     seed: int
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def correct_fraction(self) -> np.ndarray:
@@ -141,7 +121,10 @@ class SurfaceResult(ResultMixin):
         return (self.decision > 0).mean(axis=(1, 2))
 
     def summary(self) -> dict[str, Any]:
-        """:return: Directions, grid, decision value at the centre, and the fraction of the plane labelled ``t``."""
+        """
+        :return: Directions, grid, decision value at the centre, the fraction of the plane labelled ``t``,
+                 ``n_samples`` and ``params``.
+        """
         centre = len(self.coords) // 2
         return {
             "directions": self.directions,
@@ -152,18 +135,13 @@ class SurfaceResult(ResultMixin):
             "centre_decision": describe(self.decision[:, centre, centre]),
             "correct_fraction": describe(self.correct_fraction),
             "boundary_fraction": describe(self.boundary.mean(axis=(1, 2))),
+            "params": dict(self.params),
         }
 
 
 def _check_grid(span: Any, resolution: Any) -> tuple[float, int]:
-    resolution = check_positive_int(resolution, "resolution")
-    if resolution < 2:
-        raise ValueError(f"resolution must be at least 2 grid points per axis, got {resolution}")
-    if isinstance(span, bool) or not isinstance(span, (int, float, np.integer, np.floating)):
-        raise ValueError(f"span must be a positive number (the grid's half-width), got {span!r}")
-    if not np.isfinite(span) or span <= 0:
-        raise ValueError(f"span must be positive and finite (the grid has zero width otherwise), got {span!r}")
-    return float(span), resolution
+    """:return: ``span`` (the grid's half-width, ``> 0``) and ``resolution`` (points per axis, ``>= 2``), checked."""
+    return check_number(span, "span", minimum=0.0, strict=True), check_int(resolution, "resolution", minimum=2)
 
 
 def _grid(span: float, resolution: int) -> torch.Tensor:
@@ -183,35 +161,43 @@ def _random_directions(n: int, d: int, count: int, seed: int, dtype: torch.dtype
     return q.permute(2, 0, 1).to(dtype)
 
 
-def _attack_objective(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
-    """
-    The objective whose ascent direction is the adversarial ``beta`` (Yu et al. 2019, Sec. 4.2): the untargeted
-    cross-entropy, minus the cross-entropy of the least-likely class (moving towards it), or the C&W margin
-    ``max_{i != t} Z_i - Z_t = -L``.
-    """
-    if kind == "ce":
-        return F.cross_entropy(logits, labels, reduction="sum")
-    if kind == "least_likely":
-        return -F.cross_entropy(logits, logits.argmin(dim=1), reduction="sum")
-    return -decision_values(logits, labels)[0].sum()
+def _ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The untargeted cross-entropy ``-log softmax(Z)_t`` per sample."""
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
+def _least_likely(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Minus the cross-entropy of the least-likely class per sample (its ascent moves towards that class)."""
+    return -F.cross_entropy(logits, logits.argmin(dim=1), reduction="none")
+
+
+def _cw(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The C&W margin ``max_{i != t} Z_i - Z_t = -L`` per sample."""
+    return -decision_values(logits, labels)[0]
+
+
+#: The objectives whose ascent direction is the adversarial ``beta`` (Yu et al. 2019, Sec. 4.2).
+_ATTACK_OBJECTIVES = {"ce": _ce, "least_likely": _least_likely, "cw": _cw}
 
 
 def _adversarial_directions(
-    view: ModelView, x: "np.ndarray | torch.Tensor", labels: torch.Tensor, kind: str, seed: int, batch_size: int
+    view: ModelView,
+    x: "np.ndarray | torch.Tensor",
+    labels: np.ndarray,
+    kind: str,
+    seed: int,
+    batch_size: int,
+    verbose: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     :return: ``alpha, beta`` ``(N, D)``: ``beta = sign(grad_x objective) / ||sign(.)||_2`` and ``alpha`` a seeded
              random unit vector orthogonal to ``beta``. A sample whose gradient is exactly zero gets a random
              ``beta`` (with a warning).
     """
-    grads = []
-    for start in range(0, len(x), batch_size):
-        xb = view.to_tensor(x[start : start + batch_size]).requires_grad_(True)
-        with torch.enable_grad():
-            obj = _attack_objective(view(xb), labels[start : start + batch_size], kind)
-            (g,) = torch.autograd.grad(obj, xb)
-        grads.append(g.flatten(1).sign())
-    sign = torch.cat(grads)
+    parts = input_gradients(
+        view, x, batch_size, _ATTACK_OBJECTIVES[kind], labels=labels, verbose=verbose, desc="adversarial directions"
+    )
+    sign = torch.cat([part.grad.flatten(1).sign() for part in parts])
     rand = _random_directions(len(x), sign.shape[1], 2, seed, view.dtype).to(view.device)
     flat = sign.norm(dim=1) == 0
     if bool(flat.any()):
@@ -299,29 +285,31 @@ def decision_surface(
     :param adversarial_loss: ``"ce"``, ``"least_likely"`` or ``"cw"`` (used with ``directions="adversarial"``).
     :param span: Half-width of the grid along each unit direction (l2 distance), ``> 0``.
     :param resolution: Grid points per axis, ``>= 2`` (odd to contain the sample).
-    :param seed: Seed of the random directions.
-    :param batch_size: Grid points per forward pass.
-    :param verbose: Show a progress bar.
+    :param seed: Seed of the random directions: a non-negative int, or ``None`` for fresh entropy (the seed drawn
+                 is recorded in ``result.seed`` and ``result.params``).
+    :param batch_size: Grid points per forward pass (and samples per pass of the predictions and gradients).
+    :param verbose: Show progress bars.
     :return: A :class:`SurfaceResult`.
     """
-    view = model_view(classifier, x)
-    check_inputs(view, x)
-    if directions not in _DIRECTIONS:
-        raise ValueError(f"directions must be one of {_DIRECTIONS}, got {directions!r}")
-    if adversarial_loss not in _ADVERSARIAL_LOSSES:
-        raise ValueError(f"adversarial_loss must be one of {_ADVERSARIAL_LOSSES}, got {adversarial_loss!r}")
+    directions = check_choice(directions, "directions", _DIRECTIONS)
+    adversarial_loss = check_choice(adversarial_loss, "adversarial_loss", tuple(_ATTACK_OBJECTIVES))
     span, resolution = _check_grid(span, resolution)
+    seed = resolve_seed(check_seed(seed))
     batch_size = check_positive_int(batch_size, "batch_size")
+    verbose = check_bool(verbose, "verbose")
+    prep = prepare(classifier, x, y)
+    view, x = prep.view, prep.x
     coords = _grid(span, resolution)
     with view.evaluating():
-        labels = _labels(view, x, y, batch_size, verbose)
+        labels = decision_labels(prep, batch_size, verbose=verbose)
         x_flat = view.to_tensor(x).flatten(1)
         if directions == "random":
             alpha, beta = _random_directions(len(x), x_flat.shape[1], 2, seed, view.dtype).to(view.device)
         else:
-            alpha, beta = _adversarial_directions(view, x, labels, adversarial_loss, seed, batch_size)
+            alpha, beta = _adversarial_directions(view, x, labels, adversarial_loss, seed, batch_size, verbose)
         decision, loss = _evaluate_grid(
-            view, x_flat, tuple(x.shape[1:]), labels, alpha, beta, coords, batch_size, verbose
+            view, x_flat, tuple(x.shape[1:]), torch.as_tensor(labels, device=view.device), alpha, beta, coords,
+            batch_size, verbose,
         )
     shape = (len(x), *x.shape[1:])
     return SurfaceResult(
@@ -331,11 +319,19 @@ def decision_surface(
         alpha=alpha.reshape(shape).cpu().numpy(),
         beta=beta.reshape(shape).cpu().numpy(),
         boundary=_boundary_mask(decision).cpu().numpy(),
-        labels=labels.cpu().numpy(),
+        labels=labels,
         directions=directions,
         adversarial_loss=adversarial_loss,
         span=span,
-        seed=int(seed),
+        seed=seed,
+        params={
+            "directions": directions,
+            "adversarial_loss": adversarial_loss,
+            "span": span,
+            "resolution": resolution,
+            "seed": seed,
+            "batch_size": batch_size,
+        },
     )
 
 
@@ -349,8 +345,9 @@ class ParameterSurfaceResult(ResultMixin):
     :param loss: ``(R, R)`` mean cross-entropy; ``loss[i, j]`` at ``a = coords[j]``, ``b = coords[i]``.
     :param accuracy: ``(R, R)`` accuracy on the batch at each grid point.
     :param span: Half-width of the grid.
-    :param seed: Seed of the directions.
+    :param seed: Seed of the directions (the one drawn, for ``seed=None``).
     :param n_samples: Size of the data batch.
+    :param params: The parameters used (``span``, ``resolution``, ``seed``, ``batch_size``).
     """
 
     coords: np.ndarray
@@ -359,9 +356,10 @@ class ParameterSurfaceResult(ResultMixin):
     span: float
     seed: int
     n_samples: int
+    params: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """:return: Loss at the centre, its range over the plane, and the centre accuracy."""
+        """:return: Loss at the centre, its range over the plane, the centre accuracy, ``n_samples``, ``params``."""
         c = len(self.coords) // 2
         return {
             "n_samples": self.n_samples,
@@ -371,6 +369,7 @@ class ParameterSurfaceResult(ResultMixin):
             "min_loss": float(self.loss.min()),
             "max_loss": float(self.loss.max()),
             "centre_accuracy": float(self.accuracy[c, c]),
+            "params": dict(self.params),
         }
 
 
@@ -396,7 +395,7 @@ def _filter_normalised(params: dict[str, torch.Tensor], gen: torch.Generator) ->
 def parameter_loss_surface(
     classifier: Any,
     x: "np.ndarray | torch.Tensor",
-    y: Any,
+    y: Any = None,
     *,
     span: float = 1.0,
     resolution: int = 21,
@@ -417,16 +416,19 @@ def parameter_loss_surface(
     :param y: Labels (indices or one-hot), required.
     :param span: Half-width of the grid (in units of the filter-normalised direction), ``> 0``.
     :param resolution: Grid points per axis, ``>= 2``.
-    :param seed: Seed of the two directions.
+    :param seed: Seed of the two directions: a non-negative int, or ``None`` for fresh entropy (the seed drawn is
+                 recorded in ``result.seed`` and ``result.params``).
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar over the grid.
     :return: A :class:`ParameterSurfaceResult`.
+    :raises ValueError: When ``y`` is missing.
     """
-    view = model_view(classifier, x)
-    check_inputs(view, x)
     span, resolution = _check_grid(span, resolution)
+    seed = resolve_seed(check_seed(seed))
     batch_size = check_positive_int(batch_size, "batch_size")
-    labels = torch.as_tensor(check_labels(y, len(x), view.nb_classes), device=view.device)
+    verbose = check_bool(verbose, "verbose")
+    prep = prepare(classifier, x, y, require_labels=True)
+    view, n = prep.view, prep.n
     coords = _grid(span, resolution)
     loss = torch.empty(resolution, resolution, dtype=torch.float64)
     accuracy = torch.empty_like(loss)
@@ -435,26 +437,27 @@ def parameter_loss_surface(
         gen = generator(seed)
         delta, eta = _filter_normalised(theta, gen), _filter_normalised(theta, gen)
         buffers = dict(view.module.named_buffers())
-        xs = [view.to_tensor(x[s : s + batch_size]) for s in range(0, len(x), batch_size)]
+        data = list(batches(view, prep.x, batch_size, labels=prep.labels))
         grid = [(i, j) for i in range(resolution) for j in range(resolution)]
         with torch.no_grad():
             for i, j in tqdm(grid, disable=not verbose, leave=False, desc="parameter surface"):
                 a, b = float(coords[j]), float(coords[i])
                 params = {k: v + a * delta[k] + b * eta[k] for k, v in theta.items()}
                 total, hits = 0.0, 0
-                for xb, lb in zip(xs, labels.split(batch_size)):
+                for _, xb, lb in data:
                     inp = xb if view.preprocess is None else view.preprocess(xb)
                     logits = torch.func.functional_call(view.module, {**params, **buffers}, (inp,))
                     logits = logits.reshape(len(xb), -1)
                     total += float(F.cross_entropy(logits, lb, reduction="sum"))
                     hits += int((logits.argmax(dim=1) == lb).sum())
-                loss[i, j] = total / len(x)
-                accuracy[i, j] = hits / len(x)
+                loss[i, j] = total / n
+                accuracy[i, j] = hits / n
     return ParameterSurfaceResult(
         coords=coords.numpy(),
         loss=loss.numpy(),
         accuracy=accuracy.numpy(),
         span=span,
-        seed=int(seed),
-        n_samples=int(len(x)),
+        seed=seed,
+        n_samples=n,
+        params={"span": span, "resolution": resolution, "seed": seed, "batch_size": batch_size},
     )

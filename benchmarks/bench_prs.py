@@ -70,12 +70,14 @@ def _memory_child(mode: str, n: int, batch_size: int, layer: str | None) -> None
     clf, data = _classifier(train=False)
     x = np.ascontiguousarray(data.x_train[:n])
     _forward(clf, x[:batch_size], batch_size)
-    populated_region_set(clf, x[:batch_size], layer, batch_size=batch_size)
+    populated_region_set(clf, x[:batch_size], layer=layer, batch_size=batch_size)
     extra = {}
     if mode == "forward":
         base, peak = peak_growth(lambda: _forward(clf, x, batch_size))
     else:
-        base, peak = peak_growth(lambda: extra.update(res=populated_region_set(clf, x, layer, batch_size=batch_size)))
+        base, peak = peak_growth(
+            lambda: extra.update(res=populated_region_set(clf, x, layer=layer, batch_size=batch_size))
+        )
         extra = {"packed_bytes": n * ((extra["res"].n_units + 7) // 8)}
     print(json.dumps({"mode": mode, "peak": peak, "base": base, **extra}))
 
@@ -110,12 +112,12 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
     rows = []
     for layer in (None, "features.3"):
-        res = populated_region_set(clf, x[:10], layer)
+        res = populated_region_set(clf, x[:10], layer=layer)
         module = dict(clf.model.named_modules())[res.layer.split(":")[0]]
         t_fwd, t_prs = [], []
         for _ in range(args.repeats):
             t_fwd.append(_timed(lambda: _forward(clf, x, args.batch_size))[0])
-            t, prs = _timed(lambda: populated_region_set(clf, x, layer, batch_size=args.batch_size))
+            t, prs = _timed(lambda: populated_region_set(clf, x, layer=layer, batch_size=args.batch_size))
             t_prs.append(t)
         naive_n = min(args.naive_n, len(x))
         if layer is not None:
@@ -126,7 +128,7 @@ def main() -> None:
             hook_module = dict(clf.model.named_modules())["features.4"]
         x_sub = x[:naive_n]
         t_naive, n_naive = _timed(lambda: _naive(clf, x_sub, hook_module, args.batch_size))
-        t_prs_sub, prs_sub = _timed(lambda: populated_region_set(clf, x_sub, layer, batch_size=args.batch_size))
+        t_prs_sub, prs_sub = _timed(lambda: populated_region_set(clf, x_sub, layer=layer, batch_size=args.batch_size))
         t_fwd_sub = _timed(lambda: _forward(clf, x_sub, args.batch_size))[0]
         assert prs_sub.n_regions == n_naive, (prs_sub.n_regions, n_naive)
         rows.append({

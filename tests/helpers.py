@@ -97,3 +97,23 @@ def random_linear(nb_classes: int, input_shape: tuple[int, ...], seed: int = 0, 
     w = torch.randn(nb_classes, d, generator=g, dtype=dtype)
     b = torch.randn(nb_classes, generator=g, dtype=dtype) * 0.1
     return Linear(w, b, input_shape).to(dtype)
+
+
+def assert_round_trip(result: Any) -> None:
+    """
+    Assert that ``type(result).from_dict(result.to_dict())`` (through JSON) rebuilds the result field for field:
+    arrays with their dtype, shape and values (NaN equal to NaN), other fields equal.
+
+    :param result: A result object (:class:`art_geometry._results.ResultMixin`).
+    """
+    import dataclasses
+    import json
+
+    rebuilt = type(result).from_dict(json.loads(json.dumps(result.to_dict())))
+    assert type(rebuilt) is type(result)
+    for f in dataclasses.fields(result):
+        a, b = getattr(result, f.name), getattr(rebuilt, f.name)
+        if isinstance(a, np.ndarray):
+            assert isinstance(b, np.ndarray) and _same(a, b), f"field {f.name!r} changed in the round trip"
+        else:
+            assert a == b and type(a) is type(b), f"field {f.name!r} changed in the round trip: {a!r} != {b!r}"

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,7 @@ from torch import nn
 from art_geometry.datasets import MLP
 from art_geometry.indicators import hessian_eigenvalues, jacobian_stats, robustness_indicator
 from art_geometry.surface import decision_function
-from tests.helpers import assert_unchanged, random_linear
+from tests.helpers import assert_round_trip, assert_unchanged, random_linear
 
 
 class Quadratic(nn.Module):
@@ -197,3 +199,138 @@ def test_results_serialise(trained_cnn, digits):
         assert "summary" in d
     assert res.summary()["norm"] == "inf"
     np.testing.assert_allclose(res.jacobian_l1, jacobian_stats(trained_cnn, x, digits.y_test[:4]).l1, rtol=1e-5)
+
+
+def _with_spectrum(eigenvalues: list[float], seed: int) -> tuple[Quadratic, np.ndarray]:
+    """A :class:`Quadratic` with ``A = U diag(eigenvalues) U^T``, ``U`` a seeded Haar-random orthogonal matrix."""
+    d = len(eigenvalues)
+    g = torch.Generator().manual_seed(seed)
+    u, r = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    u = u * torch.sign(torch.diagonal(r))
+    a = u @ torch.diag(torch.tensor(eigenvalues, dtype=torch.float64)) @ u.T
+    a = (a + a.T) / 2
+    return Quadratic(a, torch.randn(d, generator=g, dtype=torch.float64), 0.1, (d,)), a.numpy()
+
+
+_BULK = list(np.linspace(-1.5, 1.5, 31))
+_SPECTRA = {
+    # a repeated top eigenvalue, and three copies of 3 around the 5th
+    "repeated": [5.0, 5.0, -4.5, 3.0, 3.0, 3.0, -2.5] + _BULK,
+    # two negative eigenvalues 1e-7 apart, and a cluster of width 4e-8 at the 3rd
+    "clusters": [-6.0, -6.0 + 1e-7, 4.0 + 2e-8, 4.0, 4.0 - 2e-8, 3.5, -2.0] + _BULK,
+    # a triple negative eigenvalue on top, then two positive ones 1e-6 apart
+    "negative": [-3.0, -3.0, -3.0, 2.9, 2.9 - 1e-6, 2.0, -1.9] + _BULK,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_SPECTRA))
+def test_hessian_topk_with_repeated_and_clustered_eigenvalues(kind):
+    """Lanczos' converged Ritz values miss second copies and unresolved cluster members: the top-k must not."""
+    x = np.random.default_rng(3).normal(size=(3, 38))
+    y = np.zeros(3, dtype=np.int64)
+    for seed in range(3):
+        model, a = _with_spectrum(_SPECTRA[kind], seed)
+        exact = _by_magnitude(torch.linalg.eigvalsh(torch.from_numpy(a)).numpy())
+        full = hessian_eigenvalues(model, x, y, full=True).eigenvalues
+        np.testing.assert_allclose(full, np.tile(exact, (3, 1)), atol=1e-10)
+        for k in (1, 3, 5):
+            top = hessian_eigenvalues(model, x, y, k=k, seed=seed).eigenvalues
+            assert top.shape == (3, k)
+            assert np.all(np.diff(np.abs(top), axis=1) <= 1e-10), "sorted by decreasing magnitude"
+            # compared as sets: the order within equal magnitudes is free
+            np.testing.assert_allclose(np.sort(top, axis=1), np.tile(np.sort(exact[:k]), (3, 1)), atol=1e-5)
+            np.testing.assert_allclose(np.sort(top, axis=1), np.sort(full[:, :k], axis=1), atol=1e-5)
+
+
+def test_results_round_trip_and_summary_keys(quad):
+    model, _, x = quad
+    y = np.zeros(3, dtype=np.int64)
+    jac = jacobian_stats(model, x, y, threshold=0.5)
+    hes = hessian_eigenvalues(model, x, y, k=2, seed=4)
+    ind = robustness_indicator(model, x, y, eps=0.01, norm=2)
+    for res in (jac, hes, ind):
+        assert_round_trip(res)
+        assert res.summary()["n_samples"] == 3
+    assert jac.summary()["params"] == {"threshold": 0.5, "batch_size": 256}
+    assert hes.summary()["params"] == {
+        "k": 2, "of": "decision", "full": False, "zero_tol": 1e-10, "tol": 1e-6, "seed": 4, "batch_size": 16,
+    }
+    assert ind.summary()["params"] == {"eps": 0.01, "norm": 2.0, "k": 1, "tol": 1e-6, "seed": 0, "batch_size": 16}
+    assert robustness_indicator(model, x, eps=0.01).params["norm"] == "inf"
+
+
+def test_seed_none_draws_a_recorded_seed(quad):
+    model, _, x = quad
+    a = hessian_eigenvalues(model, x, k=2, seed=None)
+    assert isinstance(a.params["seed"], int) and a.params["seed"] >= 0
+    np.testing.assert_array_equal(hessian_eigenvalues(model, x, k=2, seed=a.params["seed"]).eigenvalues, a.eigenvalues)
+    assert isinstance(robustness_indicator(model, x, eps=0.1, seed=None).params["seed"], int)
+
+
+@pytest.mark.parametrize(
+    "fn, options, name",
+    [
+        (jacobian_stats, {"threshold": "a"}, "threshold"),
+        (jacobian_stats, {"threshold": float("nan")}, "threshold"),
+        (jacobian_stats, {"batch_size": 0}, "batch_size"),
+        (jacobian_stats, {"verbose": "no"}, "verbose"),
+        (hessian_eigenvalues, {"k": 2.0}, "k"),
+        (hessian_eigenvalues, {"of": None}, "of"),
+        (hessian_eigenvalues, {"full": 1}, "full"),
+        (hessian_eigenvalues, {"zero_tol": -1.0}, "zero_tol"),
+        (hessian_eigenvalues, {"tol": 0.0}, "tol"),
+        (hessian_eigenvalues, {"seed": -2}, "seed"),
+        (hessian_eigenvalues, {"batch_size": "8"}, "batch_size"),
+        (robustness_indicator, {"eps": "a"}, "eps"),
+        (robustness_indicator, {"eps": 0.1, "norm": "l3"}, "norm"),
+        (robustness_indicator, {"eps": 0.1, "tol": -1.0}, "tol"),
+        (robustness_indicator, {"eps": 0.1, "seed": "0"}, "seed"),
+        (robustness_indicator, {"eps": 0.1, "verbose": None}, "verbose"),
+    ],
+)
+def test_bad_options_name_the_option(quad, fn, options, name):
+    model, _, x = quad
+    with pytest.raises(ValueError, match=name):
+        fn(model, x, **options)
+
+
+def test_strided_readonly_and_integer_inputs(quad):
+    model, _, x = quad
+    y = np.zeros(3, dtype=np.int64)
+    flipped = np.ascontiguousarray(x[::-1])
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    for variant in (x[::-1], frozen[::-1]):
+        np.testing.assert_array_equal(
+            jacobian_stats(model, variant, y).gradients, jacobian_stats(model, flipped, y).gradients
+        )
+        np.testing.assert_array_equal(
+            hessian_eigenvalues(model, variant, y, k=2).eigenvalues,
+            hessian_eigenvalues(model, flipped, y, k=2).eigenvalues,
+        )
+        np.testing.assert_array_equal(
+            robustness_indicator(model, variant, y, eps=0.01).bound,
+            robustness_indicator(model, flipped, y, eps=0.01).bound,
+        )
+    ints = np.round(x * 3).astype(np.int64)
+    np.testing.assert_array_equal(
+        jacobian_stats(model, ints).gradients, jacobian_stats(model, ints.astype(np.float64)).gradients
+    )
+    for fn, options in ((jacobian_stats, {}), (hessian_eigenvalues, {"k": 2}), (robustness_indicator, {"eps": 0.1})):
+        with pytest.raises(TypeError, match="real numbers"):
+            fn(model, x > 0, **options)
+
+
+def test_probability_outputs_warn_once_per_call():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1)).double()
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    calls = [
+        lambda: jacobian_stats(model, x, batch_size=2),
+        lambda: hessian_eigenvalues(model, x, k=2, batch_size=2),
+        lambda: robustness_indicator(model, x, eps=0.1, batch_size=2),
+    ]
+    for call in calls:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        assert sum("probabilities" in str(w.message) for w in caught) == 1

@@ -104,7 +104,7 @@ def test_probability_outputs_warn():
     from art_geometry import populated_region_set
 
     with pytest.warns(UserWarning, match="probabilities"):
-        populated_region_set(model, np.random.default_rng(0).random((10, 4), dtype=np.float32), "0")
+        populated_region_set(model, np.random.default_rng(0).random((10, 4), dtype=np.float32), layer="0")
 
 
 def test_logits_do_not_warn():
@@ -112,7 +112,7 @@ def test_logits_do_not_warn():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        populated_region_set(_seq(), np.random.default_rng(0).random((10, 4), dtype=np.float32), "1")
+        populated_region_set(_seq(), np.random.default_rng(0).random((10, 4), dtype=np.float32), layer="1")
 
 
 def test_unsupported_and_single_class_models():

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from art_geometry.regions import (
     populated_region_set,
     prs_ratio,
 )
-from tests.helpers import assert_unchanged
+from tests.helpers import assert_round_trip, assert_unchanged
 
 
 class SignNet(nn.Module):
@@ -45,7 +47,7 @@ def sign_data(n_patterns: int, d: int, n: int, seed: int = 0):
 def test_region_count_is_exact_on_sign_vectors(d):
     model = SignNet(d)
     x, which, _ = sign_data(n_patterns=20, d=d, n=150)
-    res = populated_region_set(model, x, "hidden", batch_size=32)
+    res = populated_region_set(model, x, layer="hidden", batch_size=32)
     assert res.n_regions == 20
     assert res.n_samples == 150
     assert res.ratio == pytest.approx(20 / 150)
@@ -59,16 +61,16 @@ def test_region_count_is_exact_on_sign_vectors(d):
 def test_relu_output_and_preactivation_agree():
     model = SignNet(9)
     x, _, _ = sign_data(12, 9, 80)
-    a = populated_region_set(model, x, "hidden")
-    b = populated_region_set(model, x, "relu")
-    c = populated_region_set(model, x, "out:input")
+    a = populated_region_set(model, x, layer="hidden")
+    b = populated_region_set(model, x, layer="relu")
+    c = populated_region_set(model, x, layer="out:input")
     assert a.n_regions == b.n_regions == c.n_regions == 12
     assert np.array_equal(a.region_ids, b.region_ids) and np.array_equal(a.region_ids, c.region_ids)
 
 
 def test_matches_naive_set_of_tuples(trained_cnn, digits):
     x = digits.x_train[:400]
-    res = populated_region_set(trained_cnn, x, "features.3")
+    res = populated_region_set(trained_cnn, x, layer="features.3")
     with torch.no_grad():
         h = trained_cnn.model.features[:4](torch.from_numpy(x)).flatten(1)
     naive = {tuple((row > 0).tolist()) for row in h}
@@ -103,9 +105,9 @@ def test_torch_and_numpy_inputs_agree(trained_cnn, digits):
 def test_inclusion_ratio_known_groups():
     model = SignNet(8)
     x, which, signs = sign_data(10, 8, 60)
-    assert inclusion_ratio(model, x, x, "hidden").ratio == 1.0
+    assert inclusion_ratio(model, x, x, layer="hidden").ratio == 1.0
     train = x[which < 5]
-    res = inclusion_ratio(model, train, x, "hidden")
+    res = inclusion_ratio(model, train, x, layer="hidden")
     assert np.array_equal(res.included, which < 5)
     assert res.ratio == pytest.approx(np.mean(which < 5))
     assert res.n_train_regions == 5 and res.n_test_regions == 10
@@ -117,7 +119,7 @@ def test_layerwise_prs_counts_each_relu(trained_cnn, digits):
     res = layerwise_prs(trained_cnn, x)
     assert res.layers == ["features.1", "features.3", "classifier.1"]
     for layer, ratio in zip(res.layers, res.ratios):
-        assert ratio == populated_region_set(trained_cnn, x, layer).ratio
+        assert ratio == populated_region_set(trained_cnn, x, layer=layer).ratio
     assert res.region_ids.shape == (3, 200)
 
 
@@ -134,7 +136,7 @@ def test_module_called_twice_concatenates_calls():
             return self.fc(torch.cat([a, b], 1))
 
     x = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1], [2, 2]], dtype=np.float32)
-    res = populated_region_set(Twice(), x, "relu")
+    res = populated_region_set(Twice(), x, layer="relu")
     assert res.n_regions == 4 and res.n_units == 2
 
 
@@ -204,11 +206,11 @@ def test_bad_inputs(trained_cnn, x, match):
 
 def test_bad_layers(trained_cnn, digits):
     with pytest.raises(ValueError, match="available layers: .*features.3"):
-        populated_region_set(trained_cnn, digits.x_test, "features.99")
+        populated_region_set(trained_cnn, digits.x_test, layer="features.99")
     with pytest.raises(ValueError, match="'input' or 'output'"):
-        populated_region_set(trained_cnn, digits.x_test, "features.3:middle")
+        populated_region_set(trained_cnn, digits.x_test, layer="features.3:middle")
     with pytest.raises(ValueError, match="not an nn.Linear"):
-        final_layer_similarity(trained_cnn, "features.0")
+        final_layer_similarity(trained_cnn, layer="features.0")
     with pytest.raises(ValueError, match="empty"):
         layerwise_prs(trained_cnn, digits.x_test, layers=[])
     with pytest.raises(ValueError, match="batch_size"):
@@ -255,3 +257,130 @@ def test_row_hashes_separate_patterns_differing_in_one_bit():
             rows[i, (bit + 13) % 72 // 8] |= 1 << ((bit + 13) % 72 % 8)
     unique_rows = np.unique(rows.view(np.dtype((np.void, 9))).ravel()).size
     assert np.unique(regions._row_hashes(rows)).size == unique_rows
+
+
+def test_per_sample_predictions_labels_and_correct(trained_cnn, digits):
+    x, y = digits.x_test[:80], digits.y_test[:80]
+    with torch.no_grad():
+        pred = trained_cnn.model(torch.from_numpy(x)).argmax(1).numpy()
+    for res in (
+        populated_region_set(trained_cnn, x, y, batch_size=32),
+        layerwise_prs(trained_cnn, x, y),
+        feature_sparsity(trained_cnn, x, y),
+        inclusion_ratio(trained_cnn, digits.x_train[:50], x, y_test=y),
+    ):
+        assert np.array_equal(res.predictions, pred) and res.predictions.dtype == np.int64
+        assert np.array_equal(res.labels, y) and np.array_equal(res.correct, pred == y)
+        assert res.summary()["n_samples"] == 80 and res.summary()["params"]["batch_size"] in (32, 256)
+    res = populated_region_set(trained_cnn, x)
+    assert np.array_equal(res.labels, pred) and res.correct.all()
+    assert res.summary()["params"] == {"layer": "classifier.2:input", "batch_size": 256}
+    assert final_layer_similarity(trained_cnn).summary()["n_samples"] == 0
+
+
+def test_results_round_trip(trained_cnn, digits):
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    for res in (
+        populated_region_set(trained_cnn, x, y),
+        inclusion_ratio(trained_cnn, digits.x_train[:40], x),
+        layerwise_prs(trained_cnn, x),
+        final_layer_similarity(trained_cnn),
+        feature_sparsity(trained_cnn, x, y),
+    ):
+        assert_round_trip(res)
+        assert "params" in res.summary() and "n_samples" in res.summary()
+
+
+def test_old_positional_forms_warn_and_agree(trained_cnn, digits):
+    x, xt = digits.x_test[:60], digits.x_train[:60]
+    calls = [
+        (populated_region_set, (x, "features.3"), {"layer": "features.3"}),
+        (prs_ratio, (x, "features.3"), {"layer": "features.3"}),
+        (inclusion_ratio, (xt, x, "features.3"), {"layer": "features.3"}),
+        (layerwise_prs, (x, ["features.1", "classifier.1"]), {"layers": ["features.1", "classifier.1"]}),
+        (feature_sparsity, (x, ("features.1",)), {"layers": ("features.1",)}),
+        (final_layer_similarity, ("classifier.2",), {"layer": "classifier.2"}),
+    ]
+    for fn, args, kwargs in calls:
+        with pytest.warns(DeprecationWarning, match=f"{fn.__name__}: passing layer"):
+            old = fn(trained_cnn, *args)
+        new = fn(trained_cnn, *args[: len(args) - 1], **kwargs)
+        assert old == new if isinstance(new, float) else old.to_dict() == new.to_dict()
+    # labels in the third position are labels, not a layer
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        res = populated_region_set(trained_cnn, x, digits.y_test[:60])
+    assert np.array_equal(res.labels, digits.y_test[:60])
+
+
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": "a"}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"verbose": "yes"}, "verbose"),
+        ({"layer": 3}, "layer"),
+    ],
+)
+def test_bad_options_name_the_option(trained_cnn, digits, options, name):
+    x = digits.x_test[:10]
+    for fn in (populated_region_set, prs_ratio):
+        with pytest.raises(ValueError, match=name):
+            fn(trained_cnn, x, **options)
+    with pytest.raises(ValueError, match=name):
+        inclusion_ratio(trained_cnn, x, x, **options)
+    if name != "layer":
+        for fn in (layerwise_prs, feature_sparsity):
+            with pytest.raises(ValueError, match=name):
+                fn(trained_cnn, x, **options)
+
+
+def test_bad_layers_option(trained_cnn, digits):
+    for fn in (layerwise_prs, feature_sparsity):
+        with pytest.raises(ValueError, match="layers must be a list"):
+            fn(trained_cnn, digits.x_test[:10], layers="features.1")
+    with pytest.raises(ValueError, match="layer 3 is not an nn.Linear"):
+        final_layer_similarity(trained_cnn, layer=3)
+    with pytest.raises(ValueError, match="y_test labels 2 samples"):
+        inclusion_ratio(trained_cnn, digits.x_train[:5], digits.x_test[:5], y_test=np.array([0, 1]))
+
+
+def test_strided_readonly_and_integer_inputs(trained_cnn, digits):
+    x = digits.x_test[:90]
+    ref = populated_region_set(trained_cnn, x[::-1].copy())
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    for variant in (x[::-1], frozen[::-1]):
+        res = populated_region_set(trained_cnn, variant, batch_size=16)
+        assert np.array_equal(res.region_ids, ref.region_ids) and np.array_equal(res.predictions, ref.predictions)
+    np.testing.assert_array_equal(
+        feature_sparsity(trained_cnn, x[:, :, ::-1]).per_sample,
+        feature_sparsity(trained_cnn, np.ascontiguousarray(x[:, :, ::-1])).per_sample,
+    )
+    assert inclusion_ratio(trained_cnn, frozen, x[::-1]).ratio == 1.0
+    pixels = np.round(x * 16).astype(np.int64)
+    as_int = layerwise_prs(trained_cnn, pixels)
+    as_float = layerwise_prs(trained_cnn, pixels.astype(np.float32))
+    assert np.array_equal(as_int.region_ids, as_float.region_ids)
+    with pytest.raises(TypeError, match="real numbers"):
+        populated_region_set(trained_cnn, x > 0.5)
+    with pytest.raises(TypeError, match="real numbers"):
+        inclusion_ratio(trained_cnn, x, x > 0.5)
+
+
+def test_probability_outputs_warn_once_per_call():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 3), nn.Softmax(dim=1))
+    x = np.random.default_rng(0).random((10, 4), dtype=np.float32)
+    calls = [
+        lambda: populated_region_set(model, x, batch_size=3),
+        lambda: prs_ratio(model, x, batch_size=3),
+        lambda: inclusion_ratio(model, x, x, batch_size=3),
+        lambda: layerwise_prs(model, x, batch_size=3),
+        lambda: feature_sparsity(model, x, batch_size=3),
+    ]
+    for call in calls:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        assert sum("probabilities" in str(w.message) for w in caught) == 1

@@ -1,10 +1,12 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from art_geometry.surface import decision_function, decision_surface, parameter_loss_surface
-from tests.helpers import assert_unchanged, random_linear
+from tests.helpers import assert_round_trip, assert_unchanged, random_linear
 
 
 @pytest.fixture
@@ -106,11 +108,11 @@ def test_surface_with_art_classifier(trained_cnn, digits):
 
 def test_bad_inputs(linear, trained_cnn, digits):
     model, x = linear
-    with pytest.raises(ValueError, match="resolution must be at least 2"):
+    with pytest.raises(ValueError, match=r"resolution must be an integer in \[2, inf\]"):
         decision_surface(model, x, resolution=1)
-    with pytest.raises(ValueError, match="zero width"):
+    with pytest.raises(ValueError, match="span must be a finite number > 0"):
         decision_surface(model, x, span=0.0)
-    with pytest.raises(ValueError, match="zero width"):
+    with pytest.raises(ValueError, match="span must be a finite number > 0"):
         parameter_loss_surface(model, x, np.zeros(5, dtype=np.int64), span=-1.0)
     with pytest.raises(ValueError, match="directions must be"):
         decision_surface(model, x, directions="dct")
@@ -217,3 +219,106 @@ def test_surface_plain_conv_module_keeps_sample_shape(digits):
             model, x, span=1.0, resolution=3, directions="adversarial", adversarial_loss="least_likely"
         )
     np.testing.assert_allclose(res.decision[:, 1, 1], decision_function(model, x), rtol=1e-5, atol=1e-6)
+
+
+def test_results_round_trip_and_summary_keys(linear):
+    model, x = linear
+    y = np.array([0, 1, 2, 3, 0])
+    surface = decision_surface(model, x, y, directions="adversarial", resolution=5, seed=3)
+    params = parameter_loss_surface(model, x, y, resolution=3, seed=1)
+    for res in (surface, params):
+        assert_round_trip(res)
+        assert res.summary()["n_samples"] == 5
+    assert surface.summary()["params"] == {
+        "directions": "adversarial", "adversarial_loss": "ce", "span": 1.0, "resolution": 5, "seed": 3,
+        "batch_size": 4096,
+    }
+    assert params.summary()["params"] == {"span": 1.0, "resolution": 3, "seed": 1, "batch_size": 256}
+
+
+def test_seed_none_draws_a_recorded_seed(linear):
+    model, x = linear
+    state = torch.random.get_rng_state()
+    a = decision_surface(model, x, resolution=3, seed=None)
+    b = decision_surface(model, x, resolution=3, seed=None)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert a.seed == a.params["seed"] and isinstance(a.seed, int) and a.seed >= 0 and a.seed != b.seed
+    np.testing.assert_array_equal(decision_surface(model, x, resolution=3, seed=a.seed).alpha, a.alpha)
+    p = parameter_loss_surface(model, x, np.zeros(5, dtype=np.int64), resolution=3, seed=None)
+    again = parameter_loss_surface(model, x, np.zeros(5, dtype=np.int64), resolution=3, seed=p.seed)
+    np.testing.assert_array_equal(p.loss, again.loss)
+
+
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        ({"span": "a"}, "span"),
+        ({"span": float("inf")}, "span"),
+        ({"resolution": 4.0}, "resolution"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"verbose": 1}, "verbose"),
+        ({"directions": None}, "directions"),
+        ({"adversarial_loss": 3}, "adversarial_loss"),
+    ],
+)
+def test_bad_options_name_the_option(linear, options, name):
+    model, x = linear
+    y = np.zeros(5, dtype=np.int64)
+    with pytest.raises(ValueError, match=name):
+        decision_surface(model, x, y, **options)
+    if name in ("span", "resolution", "seed", "batch_size", "verbose"):
+        with pytest.raises(ValueError, match=name):
+            parameter_loss_surface(model, x, y, **options)
+    if name in ("batch_size", "verbose"):
+        with pytest.raises(ValueError, match=name):
+            decision_function(model, x, y, **options)
+
+
+def test_parameter_surface_requires_labels(linear):
+    model, x = linear
+    with pytest.raises(ValueError, match="y is required"):
+        parameter_loss_surface(model, x)
+
+
+def test_strided_readonly_and_integer_inputs(trained_cnn, digits):
+    x, y = digits.x_test[:4], digits.y_test[:4]
+    flipped = np.ascontiguousarray(x[::-1])
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    options = {"directions": "adversarial", "span": 0.5, "resolution": 3, "batch_size": 5}
+    ref = decision_surface(trained_cnn, flipped, y[::-1], **options)
+    for variant in (x[::-1], frozen[::-1]):
+        res = decision_surface(trained_cnn, variant, y[::-1], **options)
+        np.testing.assert_array_equal(res.decision, ref.decision)
+        np.testing.assert_array_equal(res.beta, ref.beta)
+    np.testing.assert_array_equal(decision_function(trained_cnn, x[::-1]), decision_function(trained_cnn, flipped))
+    np.testing.assert_array_equal(
+        parameter_loss_surface(trained_cnn, frozen[::-1], y[::-1], resolution=3).loss,
+        parameter_loss_surface(trained_cnn, flipped, y[::-1], resolution=3).loss,
+    )
+    pixels = np.round(x * 16).astype(np.int64)
+    np.testing.assert_array_equal(
+        decision_function(trained_cnn, pixels, y), decision_function(trained_cnn, pixels.astype(np.float32), y)
+    )
+    with pytest.raises(TypeError, match="real numbers"):
+        decision_surface(trained_cnn, x > 0.5)
+    with pytest.raises(TypeError, match="real numbers"):
+        parameter_loss_surface(trained_cnn, x > 0.5, y)
+
+
+def test_probability_outputs_warn_once_per_call():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1))
+    x = np.random.default_rng(0).random((6, 4), dtype=np.float32)
+    y = np.zeros(6, dtype=np.int64)
+    calls = [
+        lambda: decision_function(model, x, batch_size=4),
+        lambda: decision_surface(model, x, directions="adversarial", resolution=3, batch_size=4),
+        lambda: parameter_loss_surface(model, x, y, resolution=3, batch_size=4),
+    ]
+    for call in calls:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        assert sum("probabilities" in str(w.message) for w in caught) == 1
