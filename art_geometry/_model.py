@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from art_geometry._modes import restoring
 from art_geometry._validation import check_array
 
 __all__ = ["ModelView", "LayerRef", "adapt", "probe", "model_view", "module_of", "warn_if_probabilities"]
@@ -135,20 +136,8 @@ class ModelView:
         :param grad_params: Keep the parameters' ``requires_grad`` flags (for code that trains or differentiates
                             with respect to the weights).
         """
-        modes = [(m, m.training) for m in self.module.modules()]
-        flags = [(p, p.requires_grad) for p in self.module.parameters()]
-        try:
-            if self.eval_mode:
-                self.module.eval()
-            if not grad_params:
-                for p, _ in flags:
-                    p.requires_grad_(False)
+        with restoring(self.module, eval_mode=self.eval_mode, freeze=not grad_params):
             yield self
-        finally:
-            for m, mode in modes:
-                m.training = mode
-            for p, flag in flags:
-                p.requires_grad_(flag)
 
     def resolve_layer(self, spec: "str | LayerRef") -> LayerRef:
         """
@@ -405,7 +394,9 @@ def model_view(classifier: Any, x: "np.ndarray | torch.Tensor | None" = None) ->
                 "pass x"
             )
         return view
-    return probe(view, check_array(x, "x", view.input_shape))[0]
+    view, logits = probe(view, check_array(x, "x", view.input_shape))
+    warn_if_probabilities(logits)
+    return view
 
 
 def warn_if_probabilities(logits: torch.Tensor) -> None:

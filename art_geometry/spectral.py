@@ -56,11 +56,19 @@ def dct_matrix(n: int, *, device: "torch.device | str" = "cpu", dtype: torch.dty
     return _dct_matrix_cpu(int(n)).to(device=device, dtype=dtype)
 
 
+def _check_floating_tensor(t: Any, name: str) -> None:
+    if not (isinstance(t, torch.Tensor) and t.is_floating_point() and t.ndim >= 2):
+        got = f"{type(t).__name__} of dtype {t.dtype}" if hasattr(t, "dtype") else type(t).__name__
+        raise TypeError(f"{name} must be a floating torch tensor (..., H, W), got {got}")
+
+
 def dct2(x: torch.Tensor) -> torch.Tensor:
     """
-    :param x: A tensor ``(..., H, W)``.
+    :param x: A floating tensor ``(..., H, W)``.
     :return: Its orthonormal 2-D DCT-II coefficients, same shape; index ``[..., 0, 0]`` is the lowest frequency.
+    :raises TypeError: For anything but a floating tensor of at least two dimensions.
     """
+    _check_floating_tensor(x, "x")
     ch = dct_matrix(x.shape[-2], device=x.device, dtype=x.dtype)
     cw = dct_matrix(x.shape[-1], device=x.device, dtype=x.dtype)
     return ch @ x @ cw.T
@@ -68,9 +76,11 @@ def dct2(x: torch.Tensor) -> torch.Tensor:
 
 def idct2(z: torch.Tensor) -> torch.Tensor:
     """
-    :param z: DCT coefficients ``(..., H, W)``.
+    :param z: DCT coefficients ``(..., H, W)``, a floating tensor.
     :return: The inverse transform (the image), same shape.
+    :raises TypeError: For anything but a floating tensor of at least two dimensions.
     """
+    _check_floating_tensor(z, "z")
     ch = dct_matrix(z.shape[-2], device=z.device, dtype=z.dtype)
     cw = dct_matrix(z.shape[-1], device=z.device, dtype=z.dtype)
     return ch.T @ z @ cw

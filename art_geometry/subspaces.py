@@ -22,6 +22,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from art_geometry._validation import check_array
+
 from art_geometry.spectral import dct2, idct2
 
 __all__ = [
@@ -293,12 +295,13 @@ def span(vectors: "np.ndarray | torch.Tensor", name: str | None = None) -> Basis
     """
     The span of given vectors, orthonormalised (rank-revealing SVD, so dependent vectors are allowed).
 
-    :param vectors: ``(N_vec, *shape)`` numpy array or torch tensor.
+    :param vectors: ``(N_vec, *shape)`` numpy array or torch tensor of real numbers, finite.
     :param name: A label (default ``span(N)``).
     :return: The subspace, of dimension the rank of the vectors.
+    :raises TypeError: For a container or dtype other than real arrays.
+    :raises ValueError: For an empty, 1-D or non-finite array.
     """
-    if not isinstance(vectors, (np.ndarray, torch.Tensor)) or vectors.ndim < 2 or vectors.shape[0] == 0:
-        raise ValueError("vectors must be a non-empty array (N_vec, *shape)")
+    check_array(vectors, "vectors")
     basis = _orthonormal_rows(_as_matrix(vectors), "the vectors")
     return BasisSubspace(tuple(vectors.shape[1:]), basis, name or f"span({basis.shape[0]})")
 
@@ -312,7 +315,8 @@ def direction(u: "np.ndarray | torch.Tensor", name: str | None = None) -> BasisS
     :return: The subspace.
     """
     if not isinstance(u, (np.ndarray, torch.Tensor)) or u.ndim < 1:
-        raise ValueError("u must be a sample-shaped numpy array or torch tensor")
+        raise TypeError(f"u must be a sample-shaped numpy array or torch tensor, got {type(u).__name__}")
+    check_array(u[None], "u")
     return span(u[None], name or "direction")
 
 
