@@ -83,7 +83,9 @@ def prepare(
     return Prepared(view=view, x=x, labels=labels)
 
 
-def prepare_more(prep: Prepared, x: Any, y: Any = None, *, x_name: str, y_name: str = "y") -> Prepared:
+def prepare_more(
+    prep: Prepared, x: Any, y: Any = None, *, x_name: str, y_name: str = "y", require_labels: bool = False
+) -> Prepared:
     """
     Prepare a second data set for the same model (e.g. test data beside training data), without adapting again.
 
@@ -92,9 +94,12 @@ def prepare_more(prep: Prepared, x: Any, y: Any = None, *, x_name: str, y_name: 
     :param y: Their labels, or ``None``.
     :param x_name: Their argument name.
     :param y_name: The labels' argument name.
+    :param require_labels: Refuse ``y=None``.
     :return: The second prepared data set, on the same view.
     """
     x = check_array(x, x_name, prep.view.input_shape)
     probe(prep.view, x, x_name)
+    if y is None and require_labels:
+        raise ValueError(f"{y_name} is required: pass the labels of {x_name}")
     labels = None if y is None else check_labels(y, len(x), prep.view.nb_classes, y_name)
     return Prepared(view=prep.view, x=x, labels=labels)

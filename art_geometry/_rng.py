@@ -30,7 +30,7 @@ def seeded(seed: int) -> Iterator[None]:
     cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:
         random.seed(seed)
-        np.random.seed(seed)
+        np.random.seed(seed % 2**32)  # numpy's legacy generator takes 32-bit seeds (a drawn seed has 63 bits)
         torch.manual_seed(seed)
         yield
     finally:

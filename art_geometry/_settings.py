@@ -14,10 +14,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, TypeVar
 
-from art_geometry._norms import L2, Norm
+from art_geometry._norms import L1, L2, LINF, Norm
 from art_geometry._validation import check_bool, check_int, check_number, check_seed
 
-__all__ = ["Settings", "DeepFoolSettings"]
+__all__ = ["Settings", "DeepFoolSettings", "AttackSettings", "NAMED_ATTACKS"]
 
 S = TypeVar("S", bound="Settings")
 
@@ -127,3 +127,65 @@ class DeepFoolSettings(Settings):
         if self.restarts:
             parts.append(f"restarts={self.restarts}")
         return ", ".join(parts)
+
+
+#: The attacks known by name (ART's, built by :mod:`art_geometry.robustness.attacks`) and the norms each supports.
+NAMED_ATTACKS: dict[str, tuple[Norm, ...]] = {
+    "fgsm": (L1, L2, LINF),
+    "bim": (LINF,),
+    "pgd": (L1, L2, LINF),
+    "autoattack": (L1, L2, LINF),
+}
+
+
+@dataclass(frozen=True)
+class AttackSettings(Settings):
+    """
+    Budget and hyper-parameters of a named attack of :func:`art_geometry.robust_accuracy`, each run by ART: FGSM
+    (Goodfellow et al., ICLR 2015), BIM (Kurakin et al., ICLR 2017 workshop), PGD with one random start (Madry et
+    al., ICLR 2018) and AutoAttack (Croce & Hein, ICML 2020). With an attack instance instead of a name only
+    ``norm`` (the norm the perturbations are measured in) and ``seed`` apply.
+
+    :param attack: ``"fgsm"``, ``"bim"``, ``"pgd"`` or ``"autoattack"`` (any case).
+    :param eps: Budget ``||x' - x||_norm <= eps``, finite and ``>= 0``; at ``0`` no attack runs and ``x' = x``.
+    :param norm: 1, 2 or inf (a :class:`~art_geometry.Norm`, or ``np.inf``, ``"inf"``, ...); BIM: inf only.
+    :param eps_step: Step of the attack, ``> 0``; ``None``: ``2.5 * eps / max_iter`` (Madry et al.), ``eps`` for
+                     FGSM.
+    :param max_iter: Iterations of BIM and PGD, ``>= 1``.
+    :param seed: Seed of the attack's randomness (run under :func:`art_geometry._rng.seeded`): a non-negative int,
+                 or ``None`` for fresh entropy (the seed drawn is recorded in ``result.params``).
+    """
+
+    attack: str = "pgd"
+    eps: float = 0.3
+    norm: Norm = LINF
+    eps_step: "float | None" = None
+    max_iter: int = 10
+    seed: "int | None" = 0
+
+    def __post_init__(self) -> None:
+        name = self.attack.lower() if isinstance(self.attack, str) else None
+        if name not in NAMED_ATTACKS:
+            raise ValueError(
+                f"unknown attack {self.attack!r}: attack must be one of the known attacks: "
+                f"{', '.join(NAMED_ATTACKS)} (or an ART EvasionAttack or torchattacks Attack instance)"
+            )
+        checked = {
+            "attack": name,
+            "eps": check_number(self.eps, "eps", minimum=0.0),
+            "norm": Norm.parse(self.norm, NAMED_ATTACKS[name]),
+            "eps_step": None if self.eps_step is None else check_number(
+                self.eps_step, "eps_step", minimum=0.0, strict=True
+            ),
+            "max_iter": check_int(self.max_iter, "max_iter", minimum=1),
+            "seed": check_seed(self.seed),
+        }
+        for field_name, value in checked.items():
+            object.__setattr__(self, field_name, value)
+
+    @property
+    def step(self) -> float:
+        """The step used: ``eps_step``, or ``eps`` for FGSM and ``2.5 * eps / max_iter`` otherwise."""
+        if self.eps_step is not None:
+            return self.eps_step
+        return self.eps if self.attack == "fgsm" else 2.5 * self.eps / self.max_iter

@@ -25,8 +25,9 @@ logit Jacobian (Hoffman, Roberts & Yaida, "Robust learning with Jacobian regular
 one extra backward per projection instead of a penalty on one scalar function.
 
 The trainer trains: it changes the classifier's parameters, buffers (BatchNorm statistics) and optimizer state,
-as any trainer does. What it does not change: the input arrays, and the train/eval mode of every submodule,
-which is restored on exit (even on error) to what it was before ``fit``.
+as any trainer does. What it does not change: the input arrays, the train/eval mode of every submodule, which is
+restored on exit (even on error) to what it was before ``fit``, and the global random states of Python, numpy and
+torch (the model's own draws, such as dropout masks, run under :func:`art_geometry._rng.seeded`).
 """
 
 from __future__ import annotations
@@ -42,17 +43,26 @@ import torch.nn.functional as F
 from art.defences.trainer.trainer import Trainer
 from tqdm.auto import tqdm
 
-from art_geometry._batching import predict_logits
+from art_geometry._batching import batches, predict_logits
+from art_geometry._decision import decision_values
 from art_geometry._model import ModelView, model_view
+from art_geometry._modes import restoring
+from art_geometry._norms import L1, L2, LINF, Norm
+from art_geometry._prepare import prepare
 from art_geometry._results import ResultMixin, describe
-from art_geometry._rng import generator
-from art_geometry._validation import check_inputs, check_labels, check_positive_int
-from art_geometry.surface import decision_values
+from art_geometry._rng import generator, seeded
+from art_geometry._validation import (
+    check_array,
+    check_bool,
+    check_choice,
+    check_labels,
+    check_number,
+    check_positive_int,
+)
 
 __all__ = ["JacobianRegularizedTrainer", "TrainingHistory", "TrainingCallback"]
 
 TARGETS = ("decision", "cross_entropy")
-NORMS = (1.0, 2.0, math.inf)
 HISTORY_KEYS = ("loss", "ce", "reg", "accuracy", "val_loss", "val_accuracy", "lr", "time")
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -91,6 +101,7 @@ class TrainingHistory(ResultMixin):
     :param lr: Learning rate of the first parameter group during the epoch.
     :param time: Wall-clock seconds of the epoch's training (validation excluded).
     :param params: The trainer's settings.
+    :param n_samples: Training samples per epoch.
     """
 
     loss: np.ndarray
@@ -102,16 +113,20 @@ class TrainingHistory(ResultMixin):
     lr: np.ndarray
     time: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)
+    n_samples: int = 0
 
     @classmethod
-    def from_records(cls, records: Sequence[dict[str, float]], params: dict[str, Any]) -> "TrainingHistory":
+    def from_records(
+        cls, records: Sequence[dict[str, float]], params: dict[str, Any], n_samples: int = 0
+    ) -> "TrainingHistory":
         """
         :param records: One dict per epoch with the keys of :data:`HISTORY_KEYS`.
         :param params: The trainer's settings.
+        :param n_samples: Training samples per epoch.
         :return: The history.
         """
         cols = {k: np.array([r[k] for r in records], dtype=np.float64) for k in HISTORY_KEYS}
-        return cls(**cols, params=dict(params))
+        return cls(**cols, params=dict(params), n_samples=int(n_samples))
 
     @property
     def nb_epochs(self) -> int:
@@ -123,27 +138,15 @@ class TrainingHistory(ResultMixin):
         return [{"epoch": i, **{k: float(getattr(self, k)[i]) for k in HISTORY_KEYS}} for i in range(self.nb_epochs)]
 
     def summary(self) -> dict[str, Any]:
-        """:return: The last epoch's figures and the epoch-time statistics."""
+        """:return: The last epoch's figures, the epoch-time statistics, ``n_samples`` and ``params``."""
         last = self.records()[-1] if self.nb_epochs else {}
-        return {"nb_epochs": self.nb_epochs, "last": last, "epoch_time": describe(self.time)}
-
-
-def _check_c(c: Any) -> float:
-    if isinstance(c, bool) or not isinstance(c, (int, float, np.integer, np.floating)) or not math.isfinite(c):
-        raise ValueError(f"c must be a finite non-negative number, got {c!r}")
-    if c < 0:
-        raise ValueError(f"c must be non-negative (it weighs a penalty), got {c!r}")
-    return float(c)
-
-
-def _check_norm(norm: Any) -> float:
-    try:
-        p = float(norm)
-    except (TypeError, ValueError):
-        p = math.nan
-    if p not in NORMS:
-        raise ValueError(f"norm must be one of {{1, 2, inf}} (np.inf), got {norm!r}")
-    return p
+        return {
+            "n_samples": self.n_samples,
+            "nb_epochs": self.nb_epochs,
+            "last": last,
+            "epoch_time": describe(self.time),
+            "params": dict(self.params),
+        }
 
 
 def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> Any:
@@ -193,12 +196,10 @@ class JacobianRegularizedTrainer(Trainer):
         projections: int | None = None,
     ) -> None:
         super().__init__(classifier)
-        self.c = _check_c(c)
-        self.norm = _check_norm(norm)
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-        self.target = target
-        self.squared = bool(squared)
+        self.c = check_number(c, "c", minimum=0.0)
+        self.norm: Norm = Norm.parse(norm, (L1, L2, LINF))
+        self.target = check_choice(target, "target", TARGETS)
+        self.squared = check_bool(squared, "squared")
         self.projections = None if projections is None else check_positive_int(projections, "projections")
         optimizer = getattr(classifier, "optimizer", None)
         if optimizer is None:
@@ -217,7 +218,7 @@ class JacobianRegularizedTrainer(Trainer):
         """The trainer's settings."""
         return {
             "c": self.c,
-            "norm": self.norm,
+            "norm": self.norm.to_json(),
             "target": self.target,
             "squared": self.squared,
             "projections": self.projections,
@@ -241,7 +242,7 @@ class JacobianRegularizedTrainer(Trainer):
         else:
             r = F.cross_entropy(logits, labels, reduction="none")
         (g,) = torch.autograd.grad(r.sum(), x, create_graph=create_graph, retain_graph=True)
-        value = g.flatten(1).norm(p=self.norm, dim=1)
+        value = self.norm.measure(g)
         return value.square() if self.squared else value
 
     def _frobenius(self, x: torch.Tensor, logits: torch.Tensor, create_graph: bool) -> torch.Tensor:
@@ -290,11 +291,15 @@ class JacobianRegularizedTrainer(Trainer):
         verbose: bool = True,
     ) -> TrainingHistory:
         """
-        Train on ``(x, y)``, reshuffled every epoch by a ``torch.Generator`` seeded with ``seed`` (the global RNG
-        is not used).
+        Train on ``(x, y)``, reshuffled every epoch by a ``torch.Generator`` seeded with ``seed``. What the model
+        draws from the global generators (``nn.Dropout`` masks, random layers) comes from Python's, numpy's and
+        torch's global generators seeded with ``(seed + 2) mod 2^32`` for the call, whose previous states are
+        restored on exit (even on error): the trained weights depend on ``seed`` only, and the caller's global
+        random states are left bit-identical.
 
-        :param x: Training inputs ``(N, *input_shape)`` (numpy or torch; never modified).
-        :param y: Labels, indices ``(N,)`` or one-hot ``(N, C)``.
+        :param x: Training inputs ``(N, *input_shape)``: numpy (any stride, floating or integer dtype) or torch,
+                  finite, validated first; never modified (each batch is a fresh tensor in the model's dtype).
+        :param y: Labels, indices ``(N,)`` or one-hot ``(N, C)``, one in range per sample.
         :param batch_size: Samples per batch (the last batch may be smaller).
         :param nb_epochs: Epochs.
         :param validation_data: ``(x_val, y_val)`` evaluated in eval mode after each epoch.
@@ -303,26 +308,25 @@ class JacobianRegularizedTrainer(Trainer):
         :param scheduler: A ``torch.optim.lr_scheduler.LRScheduler`` on the classifier's optimizer, stepped once
                           per epoch; ``ReduceLROnPlateau`` steps on the validation loss (the training loss without
                           validation data).
-        :param seed: Seed of the shuffling (and of the random projections).
+        :param seed: Seed of the shuffling, of the random projections and of the model's own draws (dropout).
         :param verbose: Show a tqdm progress bar.
         :return: The per-epoch history (also kept as ``self.history``).
         """
         view = self.view
-        check_inputs(view, x)
-        labels = torch.from_numpy(check_labels(y, len(x), view.nb_classes))
+        prep = prepare(view, x, y, require_labels=True)
         batch_size = check_positive_int(batch_size, "batch_size")
-        x_cpu = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
-        n = len(x_cpu)
+        n = prep.n
         shuffle = generator(seed)
 
         def epoch_batches() -> Iterator[Batch]:
             perm = torch.randperm(n, generator=shuffle)
-            for start in range(0, n, batch_size):
-                idx = perm[start : start + batch_size]
-                yield view.to_tensor(x_cpu[idx]), labels[idx].to(view.device)
+            for batch in batches(view, prep.x, batch_size, labels=prep.labels, order=perm):
+                yield batch.x, batch.y
 
         nb_batches = math.ceil(n / batch_size)
-        return self._train(epoch_batches, nb_batches, nb_epochs, validation_data, callbacks, scheduler, seed, verbose)
+        return self._train(
+            epoch_batches, nb_batches, n, nb_epochs, validation_data, callbacks, scheduler, seed, verbose
+        )
 
     def fit_generator(  # type: ignore[override]
         self,
@@ -344,7 +348,9 @@ class JacobianRegularizedTrainer(Trainer):
         :param validation_data: As in :meth:`fit`.
         :param callbacks: As in :meth:`fit`.
         :param scheduler: As in :meth:`fit`.
-        :param seed: Seed of the random projections.
+        :param seed: Seed of the random projections and of the draws from the global generators (dropout masks,
+                     the data generator's shuffling), run as in :meth:`fit`: the caller's global random states are
+                     restored on exit.
         :param verbose: Show a tqdm progress bar.
         :return: The per-epoch history.
         """
@@ -356,16 +362,21 @@ class JacobianRegularizedTrainer(Trainer):
         def epoch_batches() -> Iterator[Batch]:
             for _ in range(nb_batches):
                 xb, yb = generator.get_batch()
-                check_inputs(view, xb)
-                labels = torch.from_numpy(check_labels(yb, len(xb), view.nb_classes))
-                yield view.to_tensor(xb), labels.to(view.device)
+                check_array(xb, "the generator's x", view.input_shape)
+                labels = check_labels(yb, len(xb), view.nb_classes, "the generator's y")
+                for batch in batches(view, xb, len(xb), labels=labels):
+                    yield batch.x, batch.y
 
-        return self._train(epoch_batches, nb_batches, nb_epochs, validation_data, callbacks, scheduler, seed, verbose)
+        return self._train(
+            epoch_batches, nb_batches, int(generator.size), nb_epochs, validation_data, callbacks, scheduler, seed,
+            verbose,
+        )
 
     def _train(
         self,
         epoch_batches: Callable[[], Iterator[Batch]],
         nb_batches: int,
+        n_samples: int,
         nb_epochs: int,
         validation_data: "tuple[np.ndarray, np.ndarray] | None",
         callbacks: "Iterable[Any] | None",
@@ -379,26 +390,24 @@ class JacobianRegularizedTrainer(Trainer):
         val = self._validation_tensors(validation_data)
         self._proj_gen = generator(seed + 1, self.view.device)
         records: list[dict[str, float]] = []
-        self.history = TrainingHistory.from_records(records, self.params)
+        self.history = TrainingHistory.from_records(records, self.params, n_samples)
         module = self.view.module
-        modes = [(m, m.training) for m in module.modules()]
         bar = tqdm(total=nb_epochs * nb_batches, disable=not verbose, desc="Jacobian training", unit="batch")
         try:
-            _call(callbacks, "on_train_begin", self)
-            for epoch in range(nb_epochs):
-                module.train()
-                logs = self._epoch(epoch_batches(), bar)
-                logs.update(self._validate(val))
-                self._step_scheduler(scheduler, logs)
-                records.append({"epoch": epoch, **logs})
-                self.history = TrainingHistory.from_records(records, self.params)
-                bar.set_postfix(loss=f"{logs['loss']:.4f}", acc=f"{logs['accuracy']:.3f}")
-                _call(callbacks, "on_epoch_end", epoch, self, dict(records[-1]))
-            _call(callbacks, "on_train_end", self)
+            with restoring(module), seeded((seed + 2) % 2**32):
+                _call(callbacks, "on_train_begin", self)
+                for epoch in range(nb_epochs):
+                    module.train()
+                    logs = self._epoch(epoch_batches(), bar)
+                    logs.update(self._validate(val))
+                    self._step_scheduler(scheduler, logs)
+                    records.append({"epoch": epoch, **logs})
+                    self.history = TrainingHistory.from_records(records, self.params, n_samples)
+                    bar.set_postfix(loss=f"{logs['loss']:.4f}", acc=f"{logs['accuracy']:.3f}")
+                    _call(callbacks, "on_epoch_end", epoch, self, dict(records[-1]))
+                _call(callbacks, "on_train_end", self)
         finally:
             bar.close()
-            for m, mode in modes:
-                m.training = mode
         return self.history
 
     def _epoch(self, batches: Iterator[Batch], bar: Any) -> dict[str, float]:
@@ -435,7 +444,7 @@ class JacobianRegularizedTrainer(Trainer):
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (x_val, y_val)")
         x_val, y_val = validation_data
-        check_inputs(self.view, x_val, "x_val")
+        check_array(x_val, "x_val", self.view.input_shape)
         return x_val, torch.from_numpy(check_labels(y_val, len(x_val), self.view.nb_classes, "y_val"))
 
     def _validate(self, val: "tuple[Any, torch.Tensor] | None") -> dict[str, float]:

@@ -87,7 +87,7 @@ import numpy as np
 from art.attacks.evasion import ProjectedGradientDescent
 from art.defences.trainer import AdversarialTrainer
 
-from art_geometry import GeometryTracker, fit_tracked
+from art_geometry import AttackSettings, GeometryTracker, fit_tracked
 from _common import example_parser, twin_classifiers
 from art_geometry.datasets import Dataset, SmallCNN, load_digits, load_fashion_mnist
 from art_geometry.plots.training import plot_margin_curves, plot_prs_curves, plot_transitions
@@ -144,7 +144,7 @@ def run_training(classifier: Any, data: Dataset, adversarial: bool, args: argpar
         data.x_train, data.y_train, data.x_test, data.y_test, epochs=tracked_epochs(args),
         n_train=args.n_tracked, n_test=args.n_tracked,
         margin_options={"restarts": args.margin_restarts, "max_iter": args.margin_iter},
-        pgd_eps=args.eps, pgd_iter=10, seed=args.seed,
+        attack_settings=AttackSettings(attack="pgd", eps=args.eps, max_iter=10, seed=args.seed), seed=args.seed,
     )
     trainer = None
     if adversarial:
@@ -153,7 +153,8 @@ def run_training(classifier: Any, data: Dataset, adversarial: bool, args: argpar
         )
         trainer = AdversarialTrainer(classifier, attacks=pgd, ratio=0.5)
     return fit_tracked(
-        classifier, data.x_train, data.y_train, args.epochs, args.batch_size, tracker, seed=args.seed, trainer=trainer
+        classifier, data.x_train, data.y_train, nb_epochs=args.epochs, batch_size=args.batch_size, tracker=tracker,
+        seed=args.seed, trainer=trainer,
     )
 
 

@@ -123,7 +123,10 @@ def train_tracked(classifier: Any, data: Dataset, batch_size: int, args: argpars
         epochs=tracked_epochs(args.epochs, args.track_points),
         n_train=len(data.x_train), n_test=len(data.x_test), metrics=("accuracy", "regions"), seed=args.seed,
     )
-    return fit_tracked(classifier, data.x_train, data.y_train, args.epochs, batch_size, tracker, seed=args.seed)
+    return fit_tracked(
+        classifier, data.x_train, data.y_train, nb_epochs=args.epochs, batch_size=batch_size, tracker=tracker,
+        seed=args.seed,
+    )
 
 
 def final_metrics(classifier: Any, data: Dataset, args: argparse.Namespace) -> dict[str, Any]:

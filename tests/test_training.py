@@ -1,4 +1,5 @@
 import math
+import random
 
 import numpy as np
 import pytest
@@ -252,7 +253,7 @@ def test_callback_error_keeps_state_consistent(digits):
 
 def test_bad_input(digits):
     clf = make_classifier(MLP((1, 8, 8), (16,)), (1, 8, 8), 10)
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="c must be a finite number >= 0"):
         JacobianRegularizedTrainer(clf, c=-1.0)
     with pytest.raises(ValueError, match="norm must be one of"):
         JacobianRegularizedTrainer(clf, norm=3)
@@ -299,3 +300,111 @@ def test_art_preprocessing_is_applied(digits):
         verbose=False,
     )
     assert hist.val_accuracy[0] == pytest.approx((clf.predict(x_val).argmax(1) == y_val).mean())
+
+
+def _global_states() -> tuple:
+    np_state = np.random.get_state()
+    return random.getstate(), (np_state[0], np_state[1].copy(), *np_state[2:]), torch.random.get_rng_state()
+
+
+def _assert_same_states(before: tuple, after: tuple) -> None:
+    assert after[0] == before[0], "python's random state changed"
+    assert after[1][0] == before[1][0] and np.array_equal(after[1][1], before[1][1]), "numpy's state changed"
+    assert after[1][2:] == before[1][2:], "numpy's state changed"
+    assert torch.equal(after[2], before[2]), "torch's global state changed"
+
+
+def test_dropout_training_depends_on_seed_only_and_restores_global_rng():
+    """Dropout masks came from the global torch RNG: the same seed gave other weights, and fit advanced it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 48)
+
+    def run(seed: int, user_state: int) -> torch.Tensor:
+        model.load_state_dict(init)
+        clf = _clf(model, (6,), 3, lr=1e-2)
+        # the user's global generators, in a state that differs between calls
+        random.seed(user_state)
+        np.random.seed(user_state)
+        torch.manual_seed(user_state)
+        before = _global_states()
+        JacobianRegularizedTrainer(clf, c=0.05).fit(x, y, batch_size=16, nb_epochs=2, seed=seed, verbose=False)
+        _assert_same_states(before, _global_states())
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    first = run(3, user_state=10)
+    assert torch.equal(first, run(3, user_state=11))
+    assert not torch.equal(first, run(4, user_state=10))
+    assert not torch.equal(first, torch.cat([v.flatten() for k, v in init.items()]))
+
+
+def test_fit_generator_restores_global_rng_with_dropout(digits):
+    from art.data_generators import NumpyDataGenerator
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 10))
+    clf = _clf(model, (1, 8, 8), 10, lr=1e-2)
+    gen = NumpyDataGenerator(digits.x_train[:96], digits.y_train[:96], batch_size=32, shuffle=True)
+    before = _global_states()
+    JacobianRegularizedTrainer(clf, c=0.01).fit_generator(gen, nb_epochs=2, seed=5, verbose=False)
+    _assert_same_states(before, _global_states())
+
+
+def test_fit_validates_inputs_and_accepts_any_stride(digits):
+    x, y = digits.x_train[:96].copy(), digits.y_train[:96].copy()
+
+    def train(xf, yf):
+        torch.manual_seed(0)
+        clf = make_classifier(MLP((1, 8, 8), (16,)), (1, 8, 8), 10, lr=1e-2)
+        with assert_unchanged(nn.Identity(), *(a for a in (xf, yf) if isinstance(a, (np.ndarray, torch.Tensor)))):
+            hist = JacobianRegularizedTrainer(clf, c=0.05).fit(xf, yf, batch_size=32, nb_epochs=1, seed=2,
+                                                               verbose=False)
+        return torch.cat([p.detach().flatten() for p in clf.model.parameters()]), hist
+
+    reference, hist = train(x, y)
+    reversed_x = x[::-1]
+    assert reversed_x.strides[0] < 0
+    for xf, yf in ((np.ascontiguousarray(reversed_x)[::-1], y), (x.astype(np.float64), y),
+                   (np.asfortranarray(x), y), (x, np.eye(10, dtype=np.float32)[y])):
+        assert torch.equal(train(xf, yf)[0], reference)
+    assert train(reversed_x, y[::-1])[1].nb_epochs == 1
+    summary = hist.summary()
+    assert summary["n_samples"] == 96 and summary["params"]["norm"] == 1.0 and summary["nb_epochs"] == 1
+    back = TrainingHistory.from_dict(hist.to_dict())
+    assert back.to_dict() == hist.to_dict() and back.n_samples == 96
+
+    trainer = JacobianRegularizedTrainer(make_classifier(MLP((1, 8, 8), (16,)), (1, 8, 8), 10), c=0.05)
+    nan = x.copy()
+    nan[1, 0, 3, 3] = np.nan
+    cases = [
+        ((nan, y), ValueError, "x contains NaN"),
+        ((x, np.full_like(y, 10)), ValueError, "y holds labels in \\[10, 10\\]"),
+        ((x, y[:-1]), ValueError, "y labels 95 samples but x holds 96"),
+        ((x[:, :, :7], y), ValueError, "x has samples of shape"),
+        ((x.tolist(), y), TypeError, "x must be a numpy array"),
+    ]
+    for (xb, yb), error, words in cases:
+        with assert_unchanged(trainer.view.module), pytest.raises(error, match=words):
+            trainer.fit(xb, yb, nb_epochs=1, verbose=False)
+    with pytest.raises(ValueError, match="x_val contains NaN"):
+        trainer.fit(x, y, nb_epochs=1, validation_data=(nan, y), verbose=False)
+    with pytest.raises(ValueError, match="squared"):
+        JacobianRegularizedTrainer(trainer._classifier, squared="yes")
+    with pytest.raises(ValueError, match="norm must be one of"):
+        JacobianRegularizedTrainer(trainer._classifier, norm="l3")
+
+
+def test_fit_generator_checks_each_batch(digits):
+    from art.data_generators import NumpyDataGenerator
+
+    x = digits.x_train[:64].copy()
+    x[40, 0, 0, 0] = np.inf
+    gen = NumpyDataGenerator(x, digits.y_train[:64], batch_size=32, shuffle=False)
+    trainer = JacobianRegularizedTrainer(make_classifier(MLP((1, 8, 8), (16,)), (1, 8, 8), 10), c=0.01)
+    trainer.view.module.eval()
+    with pytest.raises(ValueError, match="the generator's x contains NaN or inf"):
+        trainer.fit_generator(gen, nb_epochs=1, verbose=False)
+    assert not trainer.view.module.training, "the mode is restored after the error in the second batch"

@@ -57,7 +57,7 @@ def _tracker(data: Dataset, epochs: int, seed: int, track: bool) -> GeometryTrac
 
 def _train_natural(batch: int) -> Callable[..., None]:
     def train(clf: Any, data: Dataset, epochs: int, seed: int, tracker: GeometryTracker) -> None:
-        fit_tracked(clf, data.x_train, data.y_train, epochs, batch, tracker, seed=seed)
+        fit_tracked(clf, data.x_train, data.y_train, nb_epochs=epochs, batch_size=batch, tracker=tracker, seed=seed)
 
     return train
 
@@ -73,7 +73,7 @@ def _train_adversarial(clf: Any, data: Dataset, epochs: int, seed: int, tracker:
     from art.defences.trainer import AdversarialTrainer
 
     pgd = ProjectedGradientDescent(clf, eps=PGD_EPS, eps_step=PGD_EPS / 4, max_iter=10, verbose=False)
-    fit_tracked(clf, data.x_train, data.y_train, epochs, 32, tracker, seed=seed,
+    fit_tracked(clf, data.x_train, data.y_train, nb_epochs=epochs, batch_size=32, tracker=tracker, seed=seed,
                 trainer=AdversarialTrainer(clf, pgd, ratio=0.5))
 
 
