@@ -269,15 +269,3 @@ def check_seed(value: Any, name: str = "seed") -> "int | None":
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, _INTEGERS) or value < 0:
         raise ValueError(f"{name} must be None (fresh entropy) or a non-negative integer, got {value!r}")
     return int(value)
-
-
-def check_inputs(view: Any, x: Any, name: str = "x") -> "np.ndarray | torch.Tensor":
-    """Transitional: :func:`check_array` against ``view.input_shape``."""
-    return check_array(x, name, view.input_shape)
-
-
-def check_norm(norm: Any, allowed: tuple[float, ...] = (2.0, float("inf"))) -> float:
-    """Transitional: :meth:`Norm.parse` as a float."""
-    from art_geometry._norms import Norm
-
-    return Norm.parse(norm, tuple(Norm(float(a)) for a in allowed)).p
