@@ -10,7 +10,7 @@ and torchattacks live in :mod:`art_geometry.interop` (imported on first use).
 from art_geometry._model import LayerRef, ModelView, model_view
 from art_geometry._norms import L1, L2, LINF, Norm
 from art_geometry._rng import seeded
-from art_geometry._settings import AttackSettings, DeepFoolSettings
+from art_geometry._settings import AttackSettings, DeepFoolSettings, HessianSettings
 from art_geometry.indicators import (
     HessianResult,
     IndicatorResult,
@@ -72,6 +72,7 @@ __all__ = [
     "model_view",
     # settings and norms
     "AttackSettings",
+    "HessianSettings",
     "DeepFoolSettings",
     "Norm",
     "L1",

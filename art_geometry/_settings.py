@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, TypeVar
 
 from art_geometry._norms import L1, L2, LINF, Norm
-from art_geometry._validation import check_bool, check_int, check_number, check_seed
+from art_geometry._validation import check_bool, check_choice, check_int, check_number, check_seed
 
-__all__ = ["Settings", "DeepFoolSettings", "AttackSettings", "NAMED_ATTACKS"]
+__all__ = ["Settings", "DeepFoolSettings", "AttackSettings", "HessianSettings", "NAMED_ATTACKS"]
 
 S = TypeVar("S", bound="Settings")
 
@@ -27,6 +27,14 @@ class Settings:
 
     #: The argument name the settings object is passed as.
     argument: ClassVar[str] = "settings"
+
+    def __post_init__(self) -> None:
+        for name, value in self._checked().items():
+            object.__setattr__(self, name, value)
+
+    def _checked(self) -> dict[str, Any]:
+        """:return: Every field validated and normalised (e.g. the norm parsed); raises with the field's name."""
+        raise NotImplementedError
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -98,8 +106,8 @@ class DeepFoolSettings(Settings):
     box: bool = False
     seed: "int | None" = 0
 
-    def __post_init__(self) -> None:
-        checked = {
+    def _checked(self) -> dict[str, Any]:
+        return {
             "norm": Norm.parse(self.norm),
             "candidates": check_int(self.candidates, "candidates", minimum=2),
             "overshoot": check_number(self.overshoot, "overshoot", minimum=0.0),
@@ -111,8 +119,6 @@ class DeepFoolSettings(Settings):
             "box": check_bool(self.box, "box"),
             "seed": check_seed(self.seed),
         }
-        for name, value in checked.items():
-            object.__setattr__(self, name, value)
 
     @property
     def p(self) -> float:
@@ -163,14 +169,14 @@ class AttackSettings(Settings):
     max_iter: int = 10
     seed: "int | None" = 0
 
-    def __post_init__(self) -> None:
+    def _checked(self) -> dict[str, Any]:
         name = self.attack.lower() if isinstance(self.attack, str) else None
         if name not in NAMED_ATTACKS:
             raise ValueError(
                 f"unknown attack {self.attack!r}: attack must be one of the known attacks: "
                 f"{', '.join(NAMED_ATTACKS)} (or an ART EvasionAttack or torchattacks Attack instance)"
             )
-        checked = {
+        return {
             "attack": name,
             "eps": check_number(self.eps, "eps", minimum=0.0),
             "norm": Norm.parse(self.norm, NAMED_ATTACKS[name]),
@@ -180,8 +186,6 @@ class AttackSettings(Settings):
             "max_iter": check_int(self.max_iter, "max_iter", minimum=1),
             "seed": check_seed(self.seed),
         }
-        for field_name, value in checked.items():
-            object.__setattr__(self, field_name, value)
 
     @property
     def step(self) -> float:
@@ -189,3 +193,37 @@ class AttackSettings(Settings):
         if self.eps_step is not None:
             return self.eps_step
         return self.eps if self.attack == "fgsm" else 2.5 * self.eps / self.max_iter
+
+
+@dataclass(frozen=True)
+class HessianSettings(Settings):
+    """
+    Hyper-parameters of the input-Hessian spectrum of :func:`art_geometry.hessian_eigenvalues` and
+    :func:`art_geometry.robustness_indicator` (Yu et al., ICLR 2019 submission, Eq. 6-9): Lanczos runs with full
+    reorthogonalisation and locking on Hessian-vector products, or the dense spectrum.
+
+    :param k: Eigenvalues per sample, largest magnitude first, ``>= 1`` (at most the input dimension, checked by
+              the function that knows it); ignored with ``full=True``.
+    :param of: ``"decision"`` (Hessian of ``L = Z_t - Z_m``) or ``"loss"`` (of the cross-entropy).
+    :param full: Compute the whole spectrum (dense, small inputs only).
+    :param zero_tol: Magnitude below which an eigenvalue counts as zero (the paper's sparsity), ``>= 0``.
+    :param tol: Relative residual ``||H y - theta y|| / ||H||`` at which a Ritz pair counts as converged, ``> 0``.
+    :param seed: Seed of the Lanczos start vectors: a non-negative int, or ``None`` for fresh entropy (recorded).
+    """
+
+    k: int = 20
+    of: str = "decision"
+    full: bool = False
+    zero_tol: float = 1e-10
+    tol: float = 1e-6
+    seed: "int | None" = 0
+
+    def _checked(self) -> dict[str, Any]:
+        return {
+            "k": check_int(self.k, "k", minimum=1),
+            "of": check_choice(self.of, "of", ("decision", "loss")),
+            "full": check_bool(self.full, "full"),
+            "zero_tol": check_number(self.zero_tol, "zero_tol", minimum=0.0),
+            "tol": check_number(self.tol, "tol", minimum=0.0, strict=True),
+            "seed": check_seed(self.seed),
+        }

@@ -47,7 +47,8 @@ from art_geometry._norms import Norm
 from art_geometry._prepare import prepare
 from art_geometry._results import ResultMixin, describe
 from art_geometry._rng import generator, resolve_seed
-from art_geometry._validation import check_bool, check_choice, check_number, check_positive_int, check_seed
+from art_geometry._settings import HessianSettings
+from art_geometry._validation import check_bool, check_number, check_positive_int
 
 __all__ = [
     "JacobianResult",
@@ -61,7 +62,6 @@ __all__ = [
 #: Largest input dimension for which ``full=True`` builds the ``D x D`` Hessian.
 FULL_SPECTRUM_MAX_DIM = 4096
 
-_OBJECTIVES = ("decision", "loss")
 
 
 class _InputHessian:
@@ -457,6 +457,24 @@ def jacobian_stats(
     )
 
 
+@dataclass(frozen=True)
+class _Run:
+    """Hessian settings with the seed drawn, and the loop's batch size and progress flag."""
+
+    settings: HessianSettings
+    seed: int
+    batch_size: int
+    verbose: bool
+
+    @classmethod
+    def of(cls, settings: HessianSettings, batch_size: int, verbose: bool) -> "_Run":
+        return cls(settings, resolve_seed(settings.seed), batch_size, verbose)
+
+    def params(self, k: int) -> dict[str, Any]:
+        """:return: The settings as used (``k`` as run, the seed drawn) and the batch size, JSON-safe."""
+        return {**self.settings.to_dict(), "k": k, "seed": self.seed, "batch_size": self.batch_size}
+
+
 def _check_k(k: Any, dim: int) -> int:
     k = check_positive_int(k, "k")
     if k > dim:
@@ -469,14 +487,10 @@ def hessian_eigenvalues(
     x: "np.ndarray | torch.Tensor",
     y: Any = None,
     *,
-    k: int = 20,
-    of: str = "decision",
-    full: bool = False,
-    zero_tol: float = 1e-10,
-    tol: float = 1e-6,
-    seed: int = 0,
+    settings: HessianSettings | None = None,
     batch_size: int = 16,
     verbose: bool = False,
+    **options: Any,
 ) -> HessianResult:
     """
     Eigenvalues of the Hessian with respect to the input of ``L = Z_t - Z_m`` (``of="decision"``, ``m`` the
@@ -496,34 +510,27 @@ def hessian_eigenvalues(
     :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module`` returning logits.
     :param x: Inputs ``(N, *input_shape)``.
     :param y: Labels ``t``; ``None`` uses the model's predictions.
-    :param k: Eigenvalues per sample (``<= D``); ignored with ``full=True``.
-    :param of: ``"decision"`` or ``"loss"``.
-    :param full: Compute the whole spectrum.
-    :param zero_tol: Magnitude below which an eigenvalue counts as zero (the paper's sparsity).
-    :param tol: Relative residual ``||H y - theta y|| / ||H||`` at which a Ritz pair counts as converged.
-    :param seed: Seed of the Lanczos start vectors: a non-negative int, or ``None`` for fresh entropy (the seed
-                 drawn is recorded in ``result.params``).
+    :param settings: A :class:`~art_geometry.HessianSettings` (``k`` eigenvalues, ``of`` ``"decision"`` or
+                     ``"loss"``, ``full``, ``zero_tol``, ``tol``, ``seed``); default ``HessianSettings()``.
     :param batch_size: Samples per chunk (each chunk keeps its double-backward graph in memory).
     :param verbose: Show progress bars.
-    :return: A :class:`HessianResult`.
+    :param options: Overrides of single settings fields, e.g. ``k=5, of="loss"``.
+    :return: A :class:`HessianResult`; ``params`` holds the settings used (the seed drawn for ``seed=None``).
     """
-    of = check_choice(of, "of", _OBJECTIVES)
-    full = check_bool(full, "full")
-    zero_tol = check_number(zero_tol, "zero_tol", minimum=0.0)
-    tol = check_number(tol, "tol", minimum=0.0, strict=True)
-    seed = resolve_seed(check_seed(seed))
-    batch_size = check_positive_int(batch_size, "batch_size")
-    verbose = check_bool(verbose, "verbose")
+    settings = HessianSettings.build(settings, options)
+    run = _Run.of(settings, check_positive_int(batch_size, "batch_size"), check_bool(verbose, "verbose"))
     prep = prepare(classifier, x, y)
     view, x = prep.view, prep.x
+    of, full, zero_tol, tol = settings.of, settings.full, settings.zero_tol, settings.tol
+    batch_size, verbose = run.batch_size, run.verbose
     dim = int(np.prod(x.shape[1:]))
     if full and dim > FULL_SPECTRUM_MAX_DIM:
         raise ValueError(
             f"full=True builds the {dim} x {dim} Hessian; inputs of more than {FULL_SPECTRUM_MAX_DIM} dimensions "
             "need the top-k solver (full=False)"
         )
-    k = dim if full else _check_k(k, dim)
-    gen = generator(seed)
+    k = dim if full else _check_k(settings.k, dim)
+    gen = generator(run.seed)
     with view.evaluating():
         labels = decision_labels(prep, batch_size, verbose=verbose)
         eigs, products = [], 0
@@ -554,9 +561,7 @@ def hessian_eigenvalues(
         full=full,
         zero_tol=zero_tol,
         n_products=int(products),
-        params={
-            "k": k, "of": of, "full": full, "zero_tol": zero_tol, "tol": tol, "seed": seed, "batch_size": batch_size,
-        },
+        params=run.params(k=k),
     )
 
 
@@ -566,12 +571,11 @@ def robustness_indicator(
     y: Any = None,
     *,
     eps: float,
-    norm: float = np.inf,
-    k: int = 1,
-    tol: float = 1e-6,
-    seed: int = 0,
+    norm: "float | str | Norm" = np.inf,
+    settings: HessianSettings | None = None,
     batch_size: int = 16,
     verbose: bool = False,
+    **options: Any,
 ) -> IndicatorResult:
     """
     The worst case over the ball ``||d|| <= eps`` of the right-hand side of Yu et al. (2019) eq. 9,
@@ -595,25 +599,28 @@ def robustness_indicator(
     :param y: Labels ``t``; ``None`` uses the model's predictions.
     :param eps: Radius of the ball, ``> 0``.
     :param norm: ``np.inf`` or ``2`` (any spelling :class:`~art_geometry.Norm` accepts).
-    :param k: Eigenvalues computed by Lanczos (``>= 1``).
-    :param tol: Relative residual at which Lanczos stops, ``> 0``.
-    :param seed: Seed of the Lanczos start vectors: a non-negative int, or ``None`` for fresh entropy (the seed
-                 drawn is recorded in ``result.params``).
+    :param settings: A :class:`~art_geometry.HessianSettings` for the Lanczos solver; default
+                     ``HessianSettings(k=1)`` (only the largest magnitude enters the bound). Its ``of`` must be
+                     ``"decision"`` and ``full`` False.
     :param batch_size: Samples per chunk.
     :param verbose: Show progress bars.
-    :return: An :class:`IndicatorResult`.
+    :param options: Overrides of single settings fields (``k``, ``tol``, ``seed``).
+    :return: An :class:`IndicatorResult`; ``params`` holds ``eps``, ``norm`` and the solver settings used.
     """
     ball = Norm.parse(norm)
     eps = check_number(eps, "eps", minimum=0.0, strict=True)
-    tol = check_number(tol, "tol", minimum=0.0, strict=True)
-    seed = resolve_seed(check_seed(seed))
-    batch_size = check_positive_int(batch_size, "batch_size")
-    verbose = check_bool(verbose, "verbose")
+    settings = HessianSettings.build(HessianSettings(k=1) if settings is None else settings, options)
+    if settings.of != "decision" or settings.full:
+        raise ValueError("robustness_indicator bounds the decision function: its settings need of='decision', "
+                         "full=False")
+    run = _Run.of(settings, check_positive_int(batch_size, "batch_size"), check_bool(verbose, "verbose"))
+    batch_size, verbose = run.batch_size, run.verbose
     prep = prepare(classifier, x, y)
     view, x = prep.view, prep.x
     dim = int(np.prod(x.shape[1:]))
-    k = _check_k(k, dim)
-    gen = generator(seed)
+    k = _check_k(settings.k, dim)
+    tol = settings.tol
+    gen = generator(run.seed)
     with view.evaluating():
         labels = decision_labels(prep, batch_size, verbose=verbose)
         values, grads, lams = [], [], []
@@ -644,5 +651,5 @@ def robustness_indicator(
         eps=eps,
         norm=ball.p,
         dim=dim,
-        params={"eps": eps, "norm": ball.to_json(), "k": k, "tol": tol, "seed": seed, "batch_size": batch_size},
+        params={"eps": eps, "norm": ball.to_json(), **run.params(k=k)},
     )

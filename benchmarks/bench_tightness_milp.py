@@ -43,7 +43,6 @@ def exact_linf_distance(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarr
     d = x.size
     # variable layout: x' (d), t (1), then per hidden layer: z (h), a (h), delta (h)
     lo_in, hi_in = x - radius, x + radius
-    blocks = []  # (offset_z, offset_a, offset_d, h)
     n_var = d + 1
     rows, lbs, ubs = [], [], []
     var_lb = list(lo_in) + [0.0]

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from art_geometry import HessianSettings
 from art_geometry.datasets import MLP
 from art_geometry.indicators import hessian_eigenvalues, jacobian_stats, robustness_indicator
 from art_geometry.surface import decision_function
@@ -255,8 +256,17 @@ def test_results_round_trip_and_summary_keys(quad):
     assert hes.summary()["params"] == {
         "k": 2, "of": "decision", "full": False, "zero_tol": 1e-10, "tol": 1e-6, "seed": 4, "batch_size": 16,
     }
-    assert ind.summary()["params"] == {"eps": 0.01, "norm": 2.0, "k": 1, "tol": 1e-6, "seed": 0, "batch_size": 16}
+    assert ind.summary()["params"] == {
+        "eps": 0.01, "norm": 2.0, "k": 1, "of": "decision", "full": False, "zero_tol": 1e-10, "tol": 1e-6, "seed": 0,
+        "batch_size": 16,
+    }
     assert robustness_indicator(model, x, eps=0.01).params["norm"] == "inf"
+    fast = HessianSettings(k=2, seed=4)
+    np.testing.assert_array_equal(hessian_eigenvalues(model, x, y, settings=fast).eigenvalues, hes.eigenvalues)
+    with pytest.raises(ValueError, match="of='decision'"):
+        robustness_indicator(model, x, eps=0.01, of="loss")
+    with pytest.raises(TypeError, match="unknown option"):
+        hessian_eigenvalues(model, x, y, kk=2)
 
 
 def test_seed_none_draws_a_recorded_seed(quad):
