@@ -187,6 +187,12 @@ class AttackSettings(Settings):
             "seed": check_seed(self.seed),
         }
 
+    def describe(self) -> str:
+        """:return: The attack in a few words, e.g. ``PGD L-inf eps=0.1 (10 steps)``."""
+        norm = "L-inf" if self.norm.p == float("inf") else f"L{self.norm}"
+        steps = f" ({self.max_iter} steps)" if self.attack in ("bim", "pgd") else ""
+        return f"{self.attack.upper() if self.attack != 'autoattack' else 'AutoAttack'} {norm} eps={self.eps:g}{steps}"
+
     @property
     def step(self) -> float:
         """The step used: ``eps_step``, or ``eps`` for FGSM and ``2.5 * eps / max_iter`` otherwise."""

@@ -460,3 +460,18 @@ def test_attack_instance_ignores_the_named_attack_budget(trained_cnn, subset):
     # measured in the instance's own L2 norm (clipping to the valid box only shortens the step)
     assert plain.norm == 2.0 and np.all(plain.perturbation_norm <= 0.1 + 1e-5)
     assert plain.perturbation_norm.max() > 0.09
+
+
+def test_our_torchattacks_wrapper_is_recognised_as_a_torchattacks_attack():
+    from art_geometry.interop import TorchattacksDeepFoolMargin
+    from art_geometry.robustness.attacks import is_torchattacks
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    attack = TorchattacksDeepFoolMargin(model)
+    assert is_torchattacks(attack) and not is_torchattacks(model)
+    x = np.random.default_rng(0).random((6, 1, 8, 8), dtype=np.float32)
+    y = model(torch.from_numpy(x)).argmax(dim=1).numpy()
+    res = robust_accuracy(model, x, y, attack=attack, norm=2)
+    # DeepFool crosses the boundary of every correctly classified sample: robust accuracy 0
+    assert res.accuracy == 1.0 and res.robust_accuracy == 0.0 and res.attack == "TorchattacksDeepFoolMargin"

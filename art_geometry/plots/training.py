@@ -1,6 +1,6 @@
 """
 Figures of a :class:`art_geometry.tracking.GeometryTracker` history: margins over epochs, train and test, correct
-against incorrect samples (the margins paper's Figs. 1-2); PRS ratio, inclusion ratio, accuracy and PGD robust
+against incorrect samples (the margins paper's Figs. 1-2); PRS ratio, inclusion ratio, accuracy and robust
 accuracy over epochs (the PRS paper's Fig. 5); and the correct/incorrect transitions between tracked epochs.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+
+from art_geometry._settings import AttackSettings
 
 __all__ = ["plot_margin_curves", "plot_prs_curves", "plot_transitions"]
 
@@ -97,9 +99,9 @@ def plot_prs_curves(history: dict[str, Any], *, ax: Any = None) -> Any:
     for subset in ("train", "test"):
         right.plot(epochs, [r[subset]["accuracy"] for r in records], ls="--", label=f"accuracy ({subset})")
     if records and "robust_accuracy" in records[0]["test"]:
-        eps = history["config"]["pgd_eps"]
+        attack = AttackSettings.from_dict(history["config"]["attack"]).describe()
         right.plot(epochs, [r["test"]["robust_accuracy"] for r in records], ls=":", marker="^",
-                   label=f"PGD robust accuracy (eps={eps:g})")
+                   label=f"robust accuracy ({attack})")
     ax.set_xlabel(_EPOCH)
     ax.set_ylabel("ratio")
     right.set_ylabel("accuracy")

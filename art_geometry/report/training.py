@@ -12,6 +12,7 @@ import html
 import os
 from typing import Any
 
+from art_geometry._settings import AttackSettings
 from art_geometry.plots.training import plot_margin_curves, plot_prs_curves, plot_transitions
 from art_geometry.report.base import ReportContext, Section, figure_html, table_html
 from art_geometry.tracking import GeometryTracker
@@ -21,7 +22,7 @@ __all__ = ["TrainingSection"]
 _COLUMNS = (
     ("train accuracy", ("train", "accuracy")),
     ("test accuracy", ("test", "accuracy")),
-    ("PGD robust accuracy", ("test", "robust_accuracy")),
+    ("robust accuracy", ("test", "robust_accuracy")),
     ("PRS ratio (train)", ("train", "prs_ratio")),
     ("inclusion ratio", ("test", "inclusion_ratio")),
 )
@@ -114,8 +115,8 @@ def _render_history(h: dict[str, Any]) -> str:
     cfg = h["config"]
     parts = [
         f"<p>{len(records)} tracked epoch(s) on {len(cfg['train_indices'])} training and "
-        f"{len(cfg['test_indices'])} test samples (seed {html.escape(str(cfg['seed']))}); PGD L-inf "
-        f"eps = {cfg['pgd_eps']:g}.</p>",
+        f"{len(cfg['test_indices'])} test samples (seed {html.escape(str(cfg['seed']))}); robust accuracy under "
+        f"{html.escape(AttackSettings.from_dict(cfg['attack']).describe())}.</p>",
         table_html(header, rows),
     ]
     if records and "margins" in records[0]["train"]:

@@ -89,8 +89,11 @@ def build_art_attack(estimator: Any, settings: AttackSettings, batch_size: int, 
 
 
 def is_torchattacks(attack: Any) -> bool:
-    """:return: Whether ``attack`` is a torchattacks ``Attack`` instance (recognised without importing torchattacks)."""
-    return type(attack).__module__.startswith("torchattacks") and callable(attack)
+    """
+    :return: Whether ``attack`` is an instance of a torchattacks ``Attack`` class or of a subclass of one (such as
+             :class:`~art_geometry.interop.TorchattacksDeepFoolMargin`), recognised without importing torchattacks.
+    """
+    return callable(attack) and any(c.__module__.startswith("torchattacks.") for c in type(attack).__mro__)
 
 
 def is_attack_instance(attack: Any) -> bool:
