@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from art_geometry._model import LayerRef, model_view, module_of
-from art_geometry._validation import check_labels, check_norm
+from art_geometry._norms import L1, L2, LINF, Norm
+from art_geometry._validation import check_labels
 from art_geometry.datasets import MLP, make_classifier
 from tests.helpers import assert_unchanged
 
@@ -135,7 +136,23 @@ def test_check_labels():
         check_labels(np.array([0.5, 1.0]), 2, 3)
 
 
-def test_check_norm():
-    assert check_norm(2) == 2.0 and check_norm(np.inf) == np.inf and check_norm("inf") == np.inf
-    with pytest.raises(ValueError, match="norm must be one of"):
-        check_norm(1)
+def test_norm_parsing_duals_and_spellings():
+    for spelling in (2, 2.0, "2", "l2", "L2", L2):
+        assert Norm.parse(spelling) == L2
+    for spelling in (np.inf, "inf", "linf", " Linf ", LINF):
+        assert Norm.parse(spelling) == LINF
+    assert Norm.parse(1, allowed=(L1, L2, LINF)) == L1
+    for bad in (1, 3, "l7", True, None, "two"):
+        with pytest.raises(ValueError, match="norm must be one of"):
+            Norm.parse(bad)
+    assert L2.dual == L2 and LINF.dual == L1 and L1.dual == LINF
+    assert (LINF.art, L2.art, LINF.torchattacks, L2.torchattacks) == ("inf", 2, "Linf", "L2")
+    v = torch.tensor([[3.0, -4.0], [1.0, 0.0]])
+    assert torch.equal(L2.measure(v), torch.tensor([5.0, 1.0]))
+    assert torch.equal(LINF.measure(v), torch.tensor([4.0, 1.0]))
+    assert torch.equal(L1.measure(v), torch.tensor([7.0, 1.0]))
+    # the steepest unit step r maximises <w, r> over the unit p-ball: <w, r> = ||w||_q
+    for norm in (L1, L2, LINF):
+        r = norm.unit_step(v, norm.dual.measure(v))
+        torch.testing.assert_close((r * v).sum(dim=1), norm.dual.measure(v))
+        torch.testing.assert_close(norm.measure(r), torch.ones(2))
