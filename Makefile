@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 OUT    ?= report_out
 
-.PHONY: venv data demo test bench clean
+.PHONY: venv data demo test docs bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,14 @@ demo: venv data
 test: venv data
 	$(PY) -m pytest -q tests
 
+# The documentation site (mkdocs + mkdocstrings API reference); --strict: a broken link or a docstring that does not
+# render fails the build.
+docs: venv
+	$(PIP) install -q -c constraints.txt -e ".[docs]"
+	$(VENV)/bin/mkdocs build --strict -q
+
 bench: venv data
 	$(PY) benchmarks/bench_prs.py
 
 clean:
-	rm -rf $(VENV) $(OUT) *.egg-info
+	rm -rf $(VENV) $(OUT) *.egg-info site dist
