@@ -81,6 +81,8 @@ class ModelView:
     :param source: Which kind of classifier was adapted: ``"art"``, ``"foolbox"`` or ``"torch"``.
     :param eval_mode: :meth:`evaluating` puts every submodule in eval mode (``False``: the modes are left as the
                       caller set them, e.g. by torchattacks' ``set_model_training_mode``).
+    :param affine_preprocess: ``preprocess`` is an affine map (ART's mean/std standardisation, foolbox's
+                              mean/std/flip), so bound propagation may fold it into a linear layer.
     """
 
     module: nn.Module
@@ -92,6 +94,7 @@ class ModelView:
     preprocess: Preprocess | None = None
     source: str = "torch"
     eval_mode: bool = True
+    affine_preprocess: bool = False
     _layers: dict[str, nn.Module] = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,8 +155,13 @@ class ModelView:
         return ref
 
     def relu_layers(self) -> list[str]:
-        """:return: Names of the ``nn.ReLU`` submodules, in registration order."""
-        return [n for n, m in self._layers.items() if isinstance(m, nn.ReLU)]
+        """
+        :return: Names of the ReLU sites (``nn.ReLU`` modules, each call of a reused one, functional calls), in
+                 execution order, found by ``torch.fx`` tracing (:mod:`art_geometry._activations`).
+        """
+        from art_geometry._activations import Activations
+
+        return [s.name for s in Activations(self).sites.relu]
 
     def last_linear(self) -> str:
         """
@@ -234,6 +242,14 @@ def _art_preprocess(classifier: Any) -> Preprocess | None:
         return x
 
     return preprocess
+
+
+def _art_affine(classifier: Any) -> bool:
+    """:return: Whether every prediction-time preprocessing operation of an ART classifier is a standardisation."""
+    from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
+
+    ops = [op for op in classifier.preprocessing_operations if op.apply_predict]
+    return all(isinstance(op, StandardisationMeanStdPyTorch) for op in ops)
 
 
 def _foolbox_internals(fmodel: Any) -> tuple[nn.Module, Any, Any, Any]:
@@ -328,6 +344,7 @@ def adapt(classifier: Any) -> ModelView:
             view,
             clip_values=(float(lo), float(hi)),
             preprocess=_foolbox_preprocess(classifier, device, dtype),
+            affine_preprocess=True,
             source="foolbox",
         )
     clip = classifier.clip_values
@@ -337,6 +354,7 @@ def adapt(classifier: Any) -> ModelView:
         input_shape=tuple(int(s) for s in classifier.input_shape),
         clip_values=None if clip is None else (float(np.min(clip[0])), float(np.max(clip[1]))),
         preprocess=_art_preprocess(classifier),
+        affine_preprocess=_art_affine(classifier),
         source="art",
     )
 

@@ -17,7 +17,11 @@ patterns), never with an N x N Hamming matrix or Python tuples.
 
 A layer is named by its dotted module name: ``"features.3"`` reads that module's output, ``"classifier.2:input"``
 reads what the module receives. The default is the input of the last ``nn.Linear`` (the penultimate features). A
-module that runs several times in one forward contributes the concatenation of all its calls.
+module that runs several times in one forward contributes the concatenation of all its calls; ``"name#k"`` reads
+its k-th call. The ReLU sites found by ``torch.fx`` tracing (:mod:`art_geometry._activations`) are layers too:
+``"layer1.0.relu#1"`` (the second call of a reused ``nn.ReLU``), ``"relu_3"`` (a call of ``F.relu`` /
+``torch.relu`` / ``Tensor.relu``, named as fx names its node); they are the default layers of
+:func:`layerwise_prs` and :func:`feature_sparsity`.
 
 Every per-sample result also holds the model's ``predictions`` (read from the forward pass that records the
 patterns), the ``labels`` (``y``, or the predictions when none are given) and ``correct``, as the other families.
@@ -32,9 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from art_geometry._activations import Activations
 from art_geometry._api import legacy_positional
 from art_geometry._batching import batches
-from art_geometry._model import LayerRef, ModelView, module_of
+from art_geometry._model import LayerRef, module_of
 from art_geometry._prepare import Prepared, prepare, prepare_more
 from art_geometry._results import ResultMixin
 from art_geometry._validation import check_bool, check_positive_int
@@ -276,7 +281,7 @@ def _flat_activations(calls: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _stream(
-    view: ModelView,
+    acts: Activations,
     x: "np.ndarray | torch.Tensor",
     refs: Sequence[LayerRef],
     batch_size: int,
@@ -284,27 +289,26 @@ def _stream(
     reduce: Callable[[int, torch.Tensor], Any],
 ) -> tuple[list[list[Any]], np.ndarray]:
     """
-    One pass over ``x`` with hooks at ``refs``; ``reduce(j, activations (B, D)) -> value`` is applied per batch and
-    layer ``j``.
+    One pass over ``x`` recording ``refs`` (hooks, and the functional ReLU sites); ``reduce(j, activations (B, D))
+    -> value`` is applied per batch and layer ``j``.
 
     :return: The values per layer in batch order, and the model's predictions ``(N,)`` int64 from the same forward
              passes.
     """
+    view = acts.view
     out: list[list[Any]] = [[] for _ in refs]
     predictions: list[torch.Tensor] = []
-    with view.evaluating(), view.capture(list(refs)) as store, torch.no_grad():
+    with view.evaluating(), acts.recording(list(refs)) as recorder, torch.no_grad():
         for batch in batches(view, x, batch_size, verbose=verbose, desc="regions"):
             predictions.append(view(batch.x).argmax(dim=1).cpu())
             for j, ref in enumerate(refs):
-                if not store[ref]:
-                    raise RuntimeError(f"layer {ref} did not run in the model's forward pass")
-                out[j].append(reduce(j, _flat_activations(store[ref])))
-                store[ref].clear()
+                out[j].append(reduce(j, _flat_activations(recorder.calls(ref))))
+            recorder.clear()
     return out, torch.cat(predictions).numpy().astype(np.int64)
 
 
 def _packed_patterns(
-    view: ModelView, x: "np.ndarray | torch.Tensor", refs: Sequence[LayerRef], batch_size: int, verbose: bool
+    acts: Activations, x: "np.ndarray | torch.Tensor", refs: Sequence[LayerRef], batch_size: int, verbose: bool
 ) -> tuple[list[tuple[np.ndarray, int]], np.ndarray]:
     """
     :return: Per layer, the packed sign patterns of all samples ``(N, bytes)`` uint8 (written batch by batch into
@@ -324,7 +328,7 @@ def _packed_patterns(
         packed[j][filled[j] : filled[j] + len(bits)] = bits
         filled[j] += len(bits)
 
-    _, predictions = _stream(view, x, refs, batch_size, verbose, store)
+    _, predictions = _stream(acts, x, refs, batch_size, verbose, store)
     return list(zip(packed, units)), predictions
 
 
@@ -411,35 +415,35 @@ def _is_layers(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(_is_layer(v) for v in value)
 
 
-def _layer_ref(view: ModelView, layer: Any) -> LayerRef:
+def _layer_ref(acts: Activations, layer: Any) -> LayerRef:
     """
-    :param layer: A layer name, a :class:`LayerRef`, or ``None`` for the input of the last ``nn.Linear``.
+    :param layer: A layer name (module, ``module#k`` or ReLU site), a :class:`LayerRef`, or ``None`` for the input
+                  of the last ``nn.Linear``.
     :return: The resolved reference.
-    :raises ValueError: For anything else, or a name the model does not have.
+    :raises ValueError: For anything else, or a name the model does not have (the message lists the names).
     """
     if layer is None:
-        return view.resolve_layer(f"{view.last_linear()}:input")
+        return acts.resolve(f"{acts.view.last_linear()}:input")
     if not _is_layer(layer):
         raise ValueError(f"layer must be a layer name such as 'features.3' or 'fc:input', got {layer!r}")
-    return view.resolve_layer(layer)
+    return acts.resolve(layer)
 
 
-def _relu_refs(view: ModelView, layers: Any) -> list[LayerRef]:
+def _relu_refs(acts: Activations, layers: Any) -> list[LayerRef]:
     """
-    :param layers: Layer names, or ``None`` for every ``nn.ReLU`` module.
+    :param layers: Layer names, or ``None`` for every ReLU site (each call of an ``nn.ReLU`` module, each call of
+                   ``torch.relu`` / ``F.relu`` / ``Tensor.relu``), in execution order.
     :return: The resolved references.
-    :raises ValueError: For an empty or malformed list, or a name the model does not have.
+    :raises ValueError: For an empty or malformed list, a name the model does not have, or (default) a model with
+                        no ReLU site (GELU, SiLU, ... networks: the message names their activations).
     """
     if layers is None:
-        names = view.relu_layers()
-        if not names:
-            raise ValueError("the model has no nn.ReLU module; name the layers to use")
-        return [LayerRef(n) for n in names]
+        return acts.relu_refs()
     if not _is_layers(layers):
         raise ValueError(f"layers must be a list of layer names such as ['features.1', 'fc:input'], got {layers!r}")
     if len(layers) == 0:
         raise ValueError("layers is empty: name at least one layer")
-    return [view.resolve_layer(spec) for spec in layers]
+    return [acts.resolve(spec) for spec in layers]
 
 
 def _per_sample(prep: Prepared, predictions: np.ndarray) -> dict[str, np.ndarray]:
@@ -450,8 +454,9 @@ def _per_sample(prep: Prepared, predictions: np.ndarray) -> dict[str, np.ndarray
 
 def _region_set(prep: Prepared, layer: Any, batch_size: int, verbose: bool) -> PRSResult:
     """:func:`populated_region_set` on prepared data (shared with :func:`prs_ratio` and the tracker)."""
-    ref = _layer_ref(prep.view, layer)
-    patterns, predictions = _packed_patterns(prep.view, prep.x, [ref], batch_size, verbose)
+    acts = Activations(prep.view)
+    ref = _layer_ref(acts, layer)
+    patterns, predictions = _packed_patterns(acts, prep.x, [ref], batch_size, verbose)
     packed, n_units = patterns[0]
     ids, counts = _unique_rows(packed)
     n = len(ids)
@@ -484,7 +489,8 @@ def populated_region_set(
     :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module``.
     :param x: Inputs ``(N, *input_shape)``.
     :param y: Labels (indices or one-hot), only to report ``labels`` / ``correct``; default the predictions.
-    :param layer: Layer name (``"features.3"`` or ``"fc:input"``); default the input of the last ``nn.Linear``.
+    :param layer: Layer name (``"features.3"``, ``"fc:input"``, ``"layer1.0.relu#1"``, ``"relu_3"``); default the
+                  input of the last ``nn.Linear``.
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
     :return: The region set, with per-sample region ids, predictions and per-region counts.
@@ -522,10 +528,10 @@ def prs_ratio(
 
 def _inclusion(train: Prepared, test: Prepared, layer: Any, batch_size: int, verbose: bool) -> InclusionResult:
     """:func:`inclusion_ratio` on prepared data (shared with the tracker and the inclusion robustness)."""
-    view = train.view
-    ref = _layer_ref(view, layer)
-    train_patterns, _ = _packed_patterns(view, train.x, [ref], batch_size, verbose)
-    test_patterns, predictions = _packed_patterns(view, test.x, [ref], batch_size, verbose)
+    acts = Activations(train.view)
+    ref = _layer_ref(acts, layer)
+    train_patterns, _ = _packed_patterns(acts, train.x, [ref], batch_size, verbose)
+    test_patterns, predictions = _packed_patterns(acts, test.x, [ref], batch_size, verbose)
     packed_train, packed_test = train_patterns[0][0], test_patterns[0][0]
     ids, _ = _unique_rows(packed_train, packed_test)
     train_ids, test_ids = ids[: len(packed_train)], ids[len(packed_train) :]
@@ -589,15 +595,17 @@ def layerwise_prs(
     :param classifier: The classifier.
     :param x: Inputs.
     :param y: Labels, only to report ``labels`` / ``correct``; default the predictions.
-    :param layers: Layer names; default every ``nn.ReLU`` module.
+    :param layers: Layer names (modules, ``"module#k"``, ReLU sites such as ``"layer1.0.relu#1"`` or ``"relu_3"``);
+                   default every ReLU site, in execution order (a model with no ReLU: ``ValueError``).
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
     :return: Ratios, region counts and per-sample region ids per layer.
     """
     batch_size, verbose = _options(batch_size, verbose)
     prep = prepare(classifier, x, y)
-    refs = _relu_refs(prep.view, layers)
-    patterns, predictions = _packed_patterns(prep.view, prep.x, refs, batch_size, verbose)
+    acts = Activations(prep.view)
+    refs = _relu_refs(acts, layers)
+    patterns, predictions = _packed_patterns(acts, prep.x, refs, batch_size, verbose)
     uniques = [_unique_rows(p) for p, _ in patterns]
     n = prep.n
     names = [str(r) for r in refs]
@@ -654,16 +662,18 @@ def feature_sparsity(
     :param classifier: The classifier.
     :param x: Inputs.
     :param y: Labels, only to report ``labels`` / ``correct``; default the predictions.
-    :param layers: Layer names; default every ``nn.ReLU`` module.
+    :param layers: Layer names (modules, ``"module#k"``, ReLU sites such as ``"layer1.0.relu#1"`` or ``"relu_3"``);
+                   default every ReLU site, in execution order (a model with no ReLU: ``ValueError``).
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
     :return: Per-sample, per-layer and mean sparsity.
     """
     batch_size, verbose = _options(batch_size, verbose)
     prep = prepare(classifier, x, y)
-    refs = _relu_refs(prep.view, layers)
+    acts = Activations(prep.view)
+    refs = _relu_refs(acts, layers)
     parts, predictions = _stream(
-        prep.view, prep.x, refs, batch_size, verbose, lambda _, h: (h <= 0).to(torch.float64).mean(dim=1).cpu()
+        acts, prep.x, refs, batch_size, verbose, lambda _, h: (h <= 0).to(torch.float64).mean(dim=1).cpu()
     )
     per_sample = torch.stack([torch.cat(p) for p in parts], dim=1).numpy()
     per_layer = per_sample.mean(axis=0)

@@ -1,10 +1,12 @@
 """
 Offline data and small models: scikit-learn's digits, Fashion-MNIST from Debian's IDX files, any MNIST-format
-files, and a small model zoo trainable in seconds on a CPU through ART's ``PyTorchClassifier.fit``.
+files, a small model zoo trainable in seconds on a CPU through ART's ``PyTorchClassifier.fit``, and standard
+architectures (ResNet-18 in CIFAR and torchvision style, WideResNet, VGG-11-BN) at configurable widths.
 """
 
 from art_geometry.datasets.data import Dataset, load_digits, load_fashion_mnist, load_idx, FASHION_MNIST_PATH
 from art_geometry.datasets.zoo import MLP, SmallCNN, CNN6, make_classifier, train_classifier
+from art_geometry.datasets.architectures import ResNet18, TorchvisionResNet18, WideResNet, VGG11BN
 
 __all__ = [
     "Dataset",
@@ -15,6 +17,10 @@ __all__ = [
     "MLP",
     "SmallCNN",
     "CNN6",
+    "ResNet18",
+    "TorchvisionResNet18",
+    "WideResNet",
+    "VGG11BN",
     "make_classifier",
     "train_classifier",
 ]
