@@ -10,7 +10,8 @@ and torchattacks live in :mod:`art_geometry.interop` (imported on first use).
 from art_geometry._model import LayerRef, ModelView, model_view
 from art_geometry._norms import L1, L2, LINF, Norm
 from art_geometry._rng import seeded
-from art_geometry._settings import AttackSettings, DeepFoolSettings, HessianSettings
+from art_geometry._settings import AttackSettings, BoundsSettings, DeepFoolSettings, HessianSettings
+from art_geometry.bounds import MarginBoundsResult, margin_bounds
 from art_geometry.indicators import (
     HessianResult,
     IndicatorResult,
@@ -72,6 +73,7 @@ __all__ = [
     "model_view",
     # settings and norms
     "AttackSettings",
+    "BoundsSettings",
     "HessianSettings",
     "DeepFoolSettings",
     "Norm",
@@ -97,6 +99,8 @@ __all__ = [
     "deepfool_margins",
     "margin_metric",
     "subspace_margins",
+    "MarginBoundsResult",
+    "margin_bounds",
     "Subspace",
     "dct_subspaces",
     "direction",

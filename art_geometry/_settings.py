@@ -17,7 +17,9 @@ from typing import Any, ClassVar, Mapping, TypeVar
 from art_geometry._norms import L1, L2, LINF, Norm
 from art_geometry._validation import check_bool, check_choice, check_int, check_number, check_seed
 
-__all__ = ["Settings", "DeepFoolSettings", "AttackSettings", "HessianSettings", "NAMED_ATTACKS"]
+__all__ = [
+    "Settings", "DeepFoolSettings", "AttackSettings", "HessianSettings", "BoundsSettings", "NAMED_ATTACKS", "BOUND_METHODS",
+]
 
 S = TypeVar("S", bound="Settings")
 
@@ -232,4 +234,42 @@ class HessianSettings(Settings):
             "zero_tol": check_number(self.zero_tol, "zero_tol", minimum=0.0),
             "tol": check_number(self.tol, "tol", minimum=0.0, strict=True),
             "seed": check_seed(self.seed),
+        }
+
+
+#: The certified lower-bound methods of :func:`art_geometry.margin_bounds`.
+BOUND_METHODS = ("auto", "milp", "crown", "lipschitz")
+
+
+@dataclass(frozen=True)
+class BoundsSettings(Settings):
+    """
+    How :func:`art_geometry.margin_bounds` certifies a lower bound on each sample's distance to the boundary
+    (the paper's future work, Sec. 4: "formal verification techniques to derive lower bounds for the margins").
+
+    :param method: ``"milp"`` (exact mixed-integer program, ReLU networks, L-inf and L1), ``"crown"`` (linear
+                   bound propagation), ``"lipschitz"`` (global Lipschitz constant, any supported layers) or
+                   ``"auto"`` (the tightest that fits ``budget``, per sample).
+    :param time_limit: Seconds the MILP may spend on one sample, finite and ``> 0``; on time-out the
+                       solver's dual bound is reported (status ``"time_limit"``).
+    :param budget: Seconds per sample ``"auto"`` allows the MILP, ``> 0``: samples whose program is estimated
+                   (by its unstable ReLUs) not to fit go to CROWN / Lipschitz, and a MILP run by ``"auto"`` stops
+                   after ``min(budget, time_limit)``.
+    :param crown_steps: Bisection steps of CROWN's search for the certified radius, ``>= 1``.
+    :param crown_rtol: Relative tolerance at which CROWN's bisection stops, ``> 0`` and ``< 1``.
+    """
+
+    method: str = "auto"
+    time_limit: float = 60.0
+    budget: float = 5.0
+    crown_steps: int = 20
+    crown_rtol: float = 1e-3
+
+    def _checked(self) -> dict[str, Any]:
+        return {
+            "method": check_choice(self.method, "method", BOUND_METHODS),
+            "time_limit": check_number(self.time_limit, "time_limit", minimum=0.0, strict=True),
+            "budget": check_number(self.budget, "budget", minimum=0.0, strict=True),
+            "crown_steps": check_int(self.crown_steps, "crown_steps", minimum=1),
+            "crown_rtol": check_number(self.crown_rtol, "crown_rtol", minimum=0.0, maximum=1.0, strict=True),
         }

@@ -6,7 +6,8 @@ boundary of its predicted region is
 
     min_j  min_{x'} ||x' - x||_inf   subject to   z_j(x') >= z_pred(x'),
 
-solved per class j with ``scipy.optimize.milp`` (HiGHS) on the standard big-M encoding of each ReLU, ``a = max(z, 0)``:
+solved per class j with ``scipy.optimize.milp`` (HiGHS, :func:`art_geometry.bounds.milp.exact_distance`) on the
+standard big-M encoding of each ReLU, ``a = max(z, 0)``:
 ``a >= z, a >= 0, a <= z - l (1 - d), a <= u d, d in {0, 1}``, with pre-activation bounds ``[l, u]`` from interval
 arithmetic over the box ``|x' - x|_inf <= T``. ``T`` is 1.5 x the largest L-inf distance of the verified adversarial
 points found by the attacks (an upper bound on the exact distance, so the program is exact within it). No [0, 1]
@@ -25,89 +26,10 @@ import time
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-from scipy.optimize import Bounds, LinearConstraint, milp
 
+from art_geometry.bounds.milp import exact_distance
 from art_geometry.datasets import MLP, load_digits, make_classifier, train_classifier
-
-
-def exact_linf_distance(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, pred: int, radius: float) -> float:
-    """
-    :param layers: ``(W, b)`` of each ``nn.Linear`` in order (ReLU between them), float64.
-    :param x: One flattened input.
-    :param pred: Its predicted class.
-    :param radius: ``T``: the program searches ``|x' - x|_inf <= T``.
-    :return: The exact minimal L-inf distance to another class's region within ``T`` (``inf`` if none).
-    """
-    d = x.size
-    # variable layout: x' (d), t (1), then per hidden layer: z (h), a (h), delta (h)
-    lo_in, hi_in = x - radius, x + radius
-    n_var = d + 1
-    rows, lbs, ubs = [], [], []
-    var_lb = list(lo_in) + [0.0]
-    var_ub = list(hi_in) + [radius]
-    integrality = [0] * (d + 1)
-
-    def add_row(coeffs: dict[int, float], lb: float, ub: float) -> None:
-        rows.append(coeffs)
-        lbs.append(lb)
-        ubs.append(ub)
-
-    for i in range(d):  # -t <= x'_i - x_i <= t
-        add_row({i: 1.0, d: -1.0}, -np.inf, x[i])
-        add_row({i: 1.0, d: 1.0}, x[i], np.inf)
-
-    prev_idx = list(range(d))
-    prev_lo, prev_hi = lo_in, hi_in
-    for w, b in layers[:-1]:
-        h = w.shape[0]
-        oz, oa, od = n_var, n_var + h, n_var + 2 * h
-        n_var += 3 * h
-        wp, wn = np.clip(w, 0, None), np.clip(w, None, 0)
-        l = wp @ prev_lo + wn @ prev_hi + b
-        u = wp @ prev_hi + wn @ prev_lo + b
-        var_lb += list(l) + [0.0] * h + [0.0] * h
-        var_ub += list(u) + list(np.maximum(u, 0)) + [1.0] * h
-        integrality += [0] * (2 * h) + [1] * h
-        for k in range(h):
-            row = {prev_idx[m]: -w[k, m] for m in range(w.shape[1]) if w[k, m] != 0}
-            row[oz + k] = 1.0
-            add_row(row, b[k], b[k])  # z = W a_prev + b
-            if l[k] >= 0:
-                add_row({oa + k: 1.0, oz + k: -1.0}, 0.0, 0.0)
-                add_row({od + k: 1.0}, 1.0, 1.0)
-            elif u[k] <= 0:
-                add_row({oa + k: 1.0}, 0.0, 0.0)
-                add_row({od + k: 1.0}, 0.0, 0.0)
-            else:
-                add_row({oa + k: 1.0, oz + k: -1.0}, 0.0, np.inf)  # a >= z
-                add_row({oa + k: 1.0, oz + k: -1.0, od + k: -l[k]}, -np.inf, -l[k])  # a <= z - l (1 - d)
-                add_row({oa + k: 1.0, od + k: -u[k]}, -np.inf, 0.0)  # a <= u d
-        prev_idx = list(range(oa, oa + h))
-        prev_lo, prev_hi = np.maximum(l, 0), np.maximum(u, 0)
-
-    w_out, b_out = layers[-1]
-    a_mat = sp.lil_matrix((len(rows) + 1, n_var))
-    for r, coeffs in enumerate(rows):
-        for c, v in coeffs.items():
-            a_mat[r, c] = v
-    cost = np.zeros(n_var)
-    cost[d] = 1.0
-    best = np.inf
-    for j in range(w_out.shape[0]):
-        if j == pred:
-            continue
-        diff = w_out[j] - w_out[pred]
-        a_mat[len(rows), :] = 0
-        for m, idx in enumerate(prev_idx):
-            a_mat[len(rows), idx] = diff[m]
-        constraints = LinearConstraint(a_mat.tocsr(), np.array(lbs + [b_out[pred] - b_out[j]]), np.array(ubs + [np.inf]))
-        res = milp(cost, constraints=constraints, integrality=np.array(integrality), bounds=Bounds(var_lb, var_ub),
-                   options={"mip_rel_gap": 1e-9})
-        if res.status == 0:
-            best = min(best, float(res.x[d]))
-    return best
 
 
 def main() -> None:
@@ -158,7 +80,8 @@ def main() -> None:
         found = [d for d, ok in ((ours.margins[i], ours_ok[i]), (fb_dist[i], fb_ok[i])) if ok]
         if not found:
             continue
-        exact[i] = exact_linf_distance(layers, x[i].reshape(-1).astype(np.float64), int(pred[i]), 1.5 * max(found))
+        value, status = exact_distance(layers, x[i].reshape(-1).astype(np.float64), int(pred[i]), 1.5 * max(found))
+        exact[i] = value if status == "exact" else np.nan
     t_milp = time.perf_counter() - t0
 
     valid = np.isfinite(exact) & ours.success & fb_success

@@ -1,0 +1,429 @@
+"""
+The model as a chain of layers, for the certified bounds: read once by ``torch.fx``, each layer re-evaluated in
+float64 from the user's weights (never modified), in the mode the metrics run it.
+
+A supported model is a chain: every layer takes the previous layer's output and nothing else (no residual
+branches), from the (affine) preprocessing to the logits. Its layers are
+
+* affine: ``Linear``, ``Conv1d`` / ``Conv2d`` (zero padding), ``BatchNorm1d`` / ``BatchNorm2d`` (eval mode, running
+  statistics), ``AvgPool1d`` / ``AvgPool2d``, ``AdaptiveAvgPool1d`` / ``AdaptiveAvgPool2d``, ``Flatten``,
+  ``Unflatten``, ``Identity``, ``Dropout`` (eval mode), ``Tensor.flatten`` / ``view`` / ``reshape`` /
+  ``torch.flatten``, and the classifier's preprocessing when the adapter marks it affine (ART's mean/std
+  standardisation, foolbox's mean/std/flip: ``ModelView.affine_preprocess``);
+* ReLU (``nn.ReLU``, ``torch.relu``, ``F.relu``, ``Tensor.relu``), the other activations ``LeakyReLU``, ``Tanh``,
+  ``Sigmoid``, and ``MaxPool1d`` / ``MaxPool2d``;
+* a final ``softmax`` / ``log_softmax`` over the classes, dropped: it does not change the predicted class, so the
+  decision regions are those of the logits before it.
+
+:func:`affine_relu_layers` writes a ReLU network as its list of dense affine maps (every run of affine layers
+between two ReLUs unfolded into one matrix by pushing the standard basis through it), the input of the MILP.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from art_geometry._model import ModelView, adapt
+
+__all__ = ["Layer", "Chain", "read_chain", "affine_relu_layers", "unfold"]
+
+_DTYPE = torch.float64
+
+#: Layers that are affine maps in eval mode.
+_AFFINE_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool1d, nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout,
+)
+
+#: Element-wise activations other than ReLU.
+_ACTIVATION_MODULES: tuple[type[nn.Module], ...] = (nn.LeakyReLU, nn.Tanh, nn.Sigmoid)
+
+_RELU_FUNCTIONS = {torch.relu, F.relu}
+_RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
+_RESHAPE_METHODS = {"flatten", "view", "reshape", "contiguous"}
+_SOFTMAX_FUNCTIONS = {torch.softmax, torch.log_softmax, F.softmax, F.log_softmax}
+_SOFTMAX_METHODS = {"softmax", "log_softmax"}
+
+#: Floats of one chunk of basis vectors pushed through affine layers, and of a dense matrix at most.
+_CHUNK_FLOATS = 1 << 22
+DENSE_LIMIT = 1 << 24
+
+#: Samples of the shape probe (two, so that a reshape that mixes samples shows).
+_PROBE = 2
+
+
+class _Reshape(nn.Module):
+    """A reshape of each sample to ``shape`` (element order kept: an isometry in every L_p norm)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape((x.shape[0],) + self.shape)
+
+
+class Preprocessing(nn.Module):
+    """
+    The classifier's affine preprocessing (mean/std standardisation, possibly a flip), run in float64.
+
+    :param preprocess: The view's preprocessing function.
+    """
+
+    def __init__(self, preprocess: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.preprocess = preprocess
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.preprocess(x).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """
+    One layer of the chain.
+
+    :param name: Where it is in the model, for messages (``features.0``, ``flatten``, ``preprocessing``).
+    :param module: The user's module, or a stand-in for a functional call (``nn.ReLU()``, a reshape, the
+                   preprocessing).
+    :param kind: ``"affine"``, ``"relu"``, ``"activation"`` (another element-wise activation) or ``"maxpool"``.
+    :param in_shape: Shape of one input sample.
+    :param out_shape: Shape of one output sample.
+    :param fn: The layer in float64, independent of the modules' train/eval flags.
+    """
+
+    name: str
+    module: nn.Module
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    fn: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, compare=False)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    @property
+    def in_dim(self) -> int:
+        """Size of one flattened input sample."""
+        return math.prod(self.in_shape)
+
+    @property
+    def out_dim(self) -> int:
+        """Size of one flattened output sample."""
+        return math.prod(self.out_shape)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """
+    A model read as a chain of layers, preprocessing first, logits last.
+
+    :param layers: The layers in execution order.
+    :param input_shape: Shape of one input sample.
+    :param device: Where the float64 layers run.
+    """
+
+    layers: tuple[Layer, ...]
+    input_shape: tuple[int, ...]
+    device: torch.device
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        :param x: ``(B, *input_shape)`` inputs.
+        :return: ``(B, nb_classes)`` float64 logits.
+        """
+        z = x.to(device=self.device, dtype=_DTYPE)
+        for layer in self.layers:
+            z = layer(z)
+        return z.flatten(1)
+
+    def relu_only(self, method: str) -> None:
+        """
+        :param method: The method that needs a ReLU network, for the message.
+        :raises ValueError: When a layer is neither affine nor a ReLU (naming it).
+        """
+        for layer in self.layers:
+            if layer.kind == "activation":
+                raise ValueError(
+                    f"non-ReLU activation {type(layer.module).__name__} at {layer.name!r}: method={method!r} "
+                    "needs ReLU networks"
+                )
+            if layer.kind == "maxpool":
+                raise ValueError(
+                    f"{type(layer.module).__name__} at {layer.name!r}: method={method!r} needs networks of affine "
+                    "layers and ReLUs"
+                )
+
+
+    def affine_relu(self, method: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """
+        :param method: The method that needs a ReLU network, for the message of :meth:`relu_only`.
+        :return: The dense affine maps ``(W, b)`` between the ReLUs (see :func:`affine_relu_layers`).
+        """
+        self.relu_only(method)
+        out: list[tuple[torch.Tensor, torch.Tensor]] = []
+        pending: list[Layer] = []
+        in_shape = self.input_shape
+        for layer in self.layers:
+            if layer.kind == "affine":
+                pending.append(layer)
+                continue
+            if pending or not out:  # a ReLU right after a ReLU changes nothing
+                out.append(unfold(pending, in_shape, self.device))
+            pending, in_shape = [], layer.out_shape
+        out.append(unfold(pending, in_shape, self.device))
+        return out
+
+
+def unfold(layers: "list[Layer] | tuple[Layer, ...]", in_shape: tuple[int, ...],
+           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    The dense affine map of a run of affine layers, by pushing the standard basis through them in float64.
+
+    :param layers: Affine layers, in order (none: the identity).
+    :param in_shape: Their input sample shape.
+    :param device: Where to compute.
+    :return: ``(W, b)``: ``W`` ``(out, in)`` and ``b`` ``(out,)`` float64, with ``layers(x) = W flatten(x) + b``.
+    :raises ValueError: When the matrix would exceed :data:`DENSE_LIMIT` floats.
+    """
+
+    def apply(z: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            z = layer(z)
+        return z.flatten(1)
+
+    d = math.prod(in_shape)
+    with torch.no_grad():
+        offset = apply(torch.zeros((1,) + tuple(in_shape), dtype=_DTYPE, device=device))
+        out = offset.shape[1]
+        if d * out > DENSE_LIMIT:
+            names = ", ".join(layer.name for layer in layers)
+            raise ValueError(f"the affine layers {names} are too large to write as one dense {out} x {d} matrix")
+        chunk = max(1, _CHUNK_FLOATS // max(out, d))
+        eye = torch.eye(d, dtype=_DTYPE, device=device)
+        columns = [
+            apply(eye[start:start + chunk].reshape((-1,) + tuple(in_shape))) - offset for start in range(0, d, chunk)
+        ]
+    return torch.cat(columns).T.contiguous(), offset[0]
+
+
+def _float64_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        name: t.detach().to(_DTYPE) if t.is_floating_point() else t.detach()
+        for name, t in list(module.named_parameters()) + list(module.named_buffers())
+    }
+
+
+def _module_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The module's eval-mode map in float64, from a float64 copy of its tensors (the module is not touched)."""
+    if isinstance(module, nn.Dropout):
+        return lambda x: x
+    state = _float64_state(module)
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return lambda x: F.batch_norm(
+            x, state["running_mean"], state["running_var"], state.get("weight"), state.get("bias"), False, 0.0,
+            module.eps,
+        )
+    if not state:
+        return module
+    return lambda x: torch.func.functional_call(module, state, (x,))
+
+
+def _refusal(module: nn.Module) -> str:
+    """:return: Why a module of a supported type cannot be bounded in its current mode, or ``""``."""
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout)) and module.training:
+        return f"{type(module).__name__} in train mode"
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.running_mean is None:
+        return f"{type(module).__name__} without running statistics"
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)) and module.padding_mode != "zeros":
+        return f"{type(module).__name__} with padding_mode={module.padding_mode!r}"
+    if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)) and module.return_indices:
+        return f"{type(module).__name__} with return_indices=True"
+    return ""
+
+
+def _kind_of_module(module: nn.Module) -> str | None:
+    if isinstance(module, nn.ReLU):
+        return "relu"
+    if isinstance(module, _AFFINE_MODULES):
+        return "affine"
+    if isinstance(module, _ACTIVATION_MODULES):
+        return "activation"
+    if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
+        return "maxpool"
+    if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
+        return "softmax"
+    return None
+
+
+def _shape(node: torch.fx.Node) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta")
+    return None if meta is None or not hasattr(meta, "shape") else tuple(int(s) for s in meta.shape)
+
+
+def _softmax_dim(node: torch.fx.Node, module: nn.Module | None) -> Any:
+    if module is not None:
+        return module.dim
+    return node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+
+
+def _describe(node: torch.fx.Node, module: nn.Module | None) -> str:
+    if module is not None:
+        return f"{type(module).__name__} at {node.target!r}"
+    what = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    return f"{what} at {node.name!r}"
+
+
+def _calls(node: torch.fx.Node, functions: set[Any], methods: set[str]) -> bool:
+    """Whether the node calls one of ``functions`` or one of the tensor ``methods``."""
+    if node.op == "call_function":
+        return node.target in functions
+    return node.op == "call_method" and node.target in methods
+
+
+def _layer(node: torch.fx.Node, layers: dict[str, nn.Module], in_shape: tuple[int, ...],
+           out_shape: tuple[int, ...]) -> tuple["Layer | None", str]:
+    """:return: The layer of a tensor node, or ``None`` and why it is not supported."""
+    module = layers.get(str(node.target)) if node.op == "call_module" else None
+    if node.op == "call_module":
+        kind = _kind_of_module(module)
+        why = _refusal(module) if kind is not None else _describe(node, module)
+        stand_in = _Reshape(out_shape) if isinstance(module, (nn.Flatten, nn.Unflatten)) else module
+    elif _calls(node, _RELU_FUNCTIONS, {"relu"}):
+        kind, why, stand_in = "relu", "", nn.ReLU()
+    elif _calls(node, _RESHAPE_FUNCTIONS, _RESHAPE_METHODS):
+        kind, why, stand_in = "affine", "", _Reshape(out_shape)
+    elif _calls(node, _SOFTMAX_FUNCTIONS, _SOFTMAX_METHODS):
+        kind, why, stand_in = "softmax", "", nn.Identity()
+    else:
+        kind, why, stand_in = None, _describe(node, None), None
+    if kind is None or why:
+        return None, why
+    if kind == "softmax" and not (len(out_shape) == 1 and _softmax_dim(node, module) in (None, 1, -1)):
+        return None, f"{_describe(node, module)} (not over the classes)"
+    fn = _module_fn(stand_in)
+    name = str(node.target) if node.op == "call_module" else node.name
+    return Layer(name, stand_in, kind, in_shape, out_shape, fn), ""
+
+
+def _trace(view: ModelView, input_shape: tuple[int, ...]) -> tuple[list[Layer], list[str]]:
+    """Trace the module and read its graph as a chain; run inside ``view.evaluating()``."""
+    module = view.module
+    if isinstance(module, torch.jit.ScriptModule):
+        return [], ["a TorchScript module (pass the Python nn.Module)"]
+    tracer = torch.fx.Tracer()
+    if tracer.is_leaf_module(module, ""):
+        module = nn.Sequential(module)  # a bare torch layer: traced as its one call
+    try:
+        graph = tracer.trace(module)
+        traced = torch.fx.GraphModule(module, graph)
+        with torch.no_grad():
+            ShapeProp(traced).propagate(
+                torch.zeros((_PROBE,) + tuple(input_shape), dtype=view.dtype, device=view.device)
+            )
+    except Exception as err:  # the user's forward may fail on proxies in any way: report it as unsupported
+        return [], [f"a model torch.fx cannot trace ({type(err).__name__}: {err})"]
+    layers = dict(module.named_modules())
+    chain: list[Layer] = []
+    bad: list[str] = []
+    current: torch.fx.Node | None = None
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if current is not None:
+                bad.append(f"a second input {node.name!r}")
+            current = node
+            continue
+        if node.op == "output":
+            if node.args[0] is not current:
+                bad.append("an output that is not the last layer's")
+            continue
+        shape = _shape(node)
+        if shape is None:
+            if node.op == "call_method" and node.target in ("size", "dim") or node.target is operator.getitem:
+                continue
+            bad.append(_describe(node, layers.get(str(node.target))))
+            continue
+        inputs = [a for a in node.all_input_nodes if _shape(a) is not None]
+        if inputs != [current] or current is None:
+            bad.append(f"{_describe(node, layers.get(str(node.target)))} (not a chain of layers)")
+            current = node
+            continue
+        in_shape = _shape(current)
+        if shape[0] != _PROBE or in_shape[0] != _PROBE:
+            bad.append(f"{_describe(node, layers.get(str(node.target)))} (mixes samples)")
+        else:
+            layer, why = _layer(node, layers, in_shape[1:], shape[1:])
+            if layer is None:
+                bad.append(why)
+            else:
+                chain.append(layer)
+        current = node
+    while chain and chain[-1].kind == "softmax":
+        chain.pop()
+    bad += [f"softmax at {layer.name!r} (before the last layer)" for layer in chain if layer.kind == "softmax"]
+    return chain, bad
+
+
+def read_chain(view: ModelView, input_shape: tuple[int, ...]) -> Chain:
+    """
+    Read the model (preprocessing included) as a chain of layers, in the mode the metrics run it
+    (:meth:`ModelView.evaluating`; the user's modes and flags are restored).
+
+    :param view: The model view.
+    :param input_shape: Shape of one input sample.
+    :return: The chain.
+    :raises ValueError: When the model is not a supported chain; the message lists every unsupported layer.
+    """
+    input_shape = tuple(int(s) for s in input_shape)
+    prefix: list[Layer] = []
+    bad: list[str] = []
+    if view.preprocess is not None:
+        if view.affine_preprocess:
+            pre = Preprocessing(view.preprocess)
+            prefix.append(Layer("preprocessing", pre, "affine", input_shape, input_shape, pre))
+        else:
+            bad.append("the classifier's preprocessing (not a mean/std standardisation)")
+    with view.evaluating():
+        layers, refused = _trace(view, input_shape)
+    bad += refused
+    if bad:
+        raise ValueError(f"unsupported by the certified bounds: {'; '.join(bad)}")
+    if not layers and not prefix:
+        raise ValueError("unsupported by the certified bounds: a model without layers")
+    return Chain(tuple(prefix + layers), input_shape, view.device)
+
+
+def _default_shape(module: nn.Module) -> tuple[int, ...]:
+    first = next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
+    if first is None:
+        raise ValueError("input_shape is needed: the model declares none and has no nn.Linear to read it from")
+    return (first.in_features,)
+
+
+def affine_relu_layers(
+    model: "nn.Module | ModelView", input_shape: "tuple[int, ...] | None" = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """
+    A ReLU network as its affine maps: ``f(x) = A_K(relu(A_{K-1}(... relu(A_1(flatten(x))))))`` with
+    ``A_k(v) = W_k v + b_k``, every run of affine layers between two ReLUs (preprocessing, ``Linear``, convolutions,
+    eval-mode batch norms, average pools, flattens, eval-mode dropouts) unfolded into one dense matrix.
+
+    :param model: A ``torch.nn.Module`` or a :class:`~art_geometry.ModelView` (whose affine preprocessing is
+                  folded into the first map).
+    :param input_shape: Shape of one input sample; default: the view's ``input_shape``, else ``(in_features,)``
+                        of the first ``nn.Linear``.
+    :return: ``[(W_1, b_1), ..., (W_K, b_K)]``: ``W_k`` ``(out, in)`` and ``b_k`` ``(out,)`` float64 tensors on
+             the model's device.
+    :raises ValueError: For unsupported layers (listed), a non-ReLU activation or a max-pool.
+    """
+    view = model if isinstance(model, ModelView) else adapt(model)
+    shape = input_shape or view.input_shape or _default_shape(view.module)
+    return read_chain(view, tuple(shape)).affine_relu("milp")
