@@ -36,7 +36,7 @@ from art_geometry._norms import L2, LINF, Norm
 from art_geometry._prepare import Prepared, prepare, prepare_more
 from art_geometry._results import jsonable
 from art_geometry._rng import seeded
-from art_geometry._settings import AttackSettings, DeepFoolSettings
+from art_geometry._settings import AttackSettings, BoundsSettings, DeepFoolSettings
 from art_geometry._validation import (
     check_array,
     check_bool,
@@ -49,7 +49,9 @@ from art_geometry._validation import (
 __all__ = ["GeometryTracker", "fit_tracked", "METRICS", "transitions"]
 
 #: What the tracker can measure (all by default).
-METRICS = ("accuracy", "regions", "margins", "robustness")
+METRICS = ("accuracy", "regions", "margins", "robustness", "brackets")
+#: The metrics computed by default (``"brackets"``, the certified lower bounds beside the margins, on request).
+DEFAULT_METRICS = ("accuracy", "regions", "margins", "robustness")
 
 _NORM_KEYS = {L2: "l2", LINF: "linf"}
 
@@ -131,13 +133,18 @@ class GeometryTracker:
     :param epochs: 0-based epochs to evaluate after; ``None`` for every epoch.
     :param n_train: Size of the training subset (all samples when larger).
     :param n_test: Size of the test subset.
-    :param metrics: Which of :data:`METRICS` to compute.
+    :param metrics: Which of :data:`METRICS` to compute (default :data:`DEFAULT_METRICS`); ``"brackets"`` records,
+                    per norm, the summary of :func:`art_geometry.margin_bounds` (certified lower bound, DeepFool
+                    upper bound, their ratio) with ``bounds_settings``.
     :param norms: Norms of the margins (2 and/or ``np.inf``).
     :param margin_options: :class:`~art_geometry.DeepFoolSettings` fields for the margins (e.g. ``max_iter``,
                            ``restarts``); ``norm`` comes from ``norms``, ``seed`` defaults to the tracker's.
     :param layer: Layer of the activation regions (default: the regions module's).
     :param attack_settings: The attack of the robust accuracy, an :class:`~art_geometry.AttackSettings`; default
                             PGD, L-inf, ``eps = 0.1``, 10 iterations, the tracker's seed.
+    :param bounds_settings: The certified lower bounds of the ``"brackets"`` metric, a
+                            :class:`~art_geometry.BoundsSettings`; default ``BoundsSettings(method="lipschitz")``
+                            (valid for any model, one forward pass; ``"auto"`` is tighter and slower).
     :param pgd_eps: Deprecated: ``attack_settings=AttackSettings(eps=...)``.
     :param pgd_iter: Deprecated: ``attack_settings=AttackSettings(max_iter=...)``.
     :param batch_size: Batch size of every evaluation.
@@ -156,11 +163,12 @@ class GeometryTracker:
         epochs: Iterable[int] | None = None,
         n_train: int = 200,
         n_test: int = 200,
-        metrics: Iterable[str] = METRICS,
+        metrics: Iterable[str] = DEFAULT_METRICS,
         norms: Iterable[Any] = (2, np.inf),
         margin_options: dict[str, Any] | None = None,
         layer: str | None = None,
         attack_settings: AttackSettings | None = None,
+        bounds_settings: BoundsSettings | None = None,
         pgd_eps: float | None = None,
         pgd_iter: int | None = None,
         batch_size: int = 256,
@@ -180,6 +188,9 @@ class GeometryTracker:
         self.epochs = None if epochs is None else sorted({check_int(e, "epochs", minimum=0) for e in epochs})
         self.layer = layer
         self.attack_settings = _attack_settings(attack_settings, pgd_eps, pgd_iter, self.seed)
+        self.bounds_settings = BoundsSettings.build(
+            BoundsSettings(method="lipschitz") if bounds_settings is None else bounds_settings
+        )
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.verbose = check_bool(verbose, "verbose")
         rng = np.random.default_rng(self.seed)
@@ -202,6 +213,7 @@ class GeometryTracker:
                 "margin_options": self.margin_options,
                 "layer": self.layer,
                 "attack": self.attack_settings.to_dict(),
+                "bounds": self.bounds_settings.to_dict(),
                 "pgd_eps": self.attack_settings.eps,
                 "pgd_iter": self.attack_settings.max_iter,
                 "batch_size": self.batch_size,
@@ -261,6 +273,7 @@ class GeometryTracker:
         self, classifier: Any, prep: Prepared, train: Prepared, name: str, timing: dict[str, float]
     ) -> dict[str, Any]:
         """The metrics of one prepared subset (``train``: the training subset, whose regions include)."""
+        from art_geometry.bounds import _bounds
         from art_geometry.margins import _margins
         from art_geometry.regions import _inclusion, _region_set
         from art_geometry.robustness.attacks import resolve_attack
@@ -289,6 +302,14 @@ class GeometryTracker:
                 res = _margins(prep, settings, None, False, bs, verbose)
                 out["margins"][_NORM_KEYS[norm]] = res.summary()
                 timing[f"{name}.margins_{_NORM_KEYS[norm]}"] = time.perf_counter() - tic
+        if "brackets" in self.metrics:
+            out["brackets"] = {}
+            for norm in self.norms:
+                tic = time.perf_counter()
+                settings = DeepFoolSettings.build(None, {"seed": self.seed, **self.margin_options, "norm": norm})
+                bracket = _bounds(prep, self.bounds_settings, norm, settings, bs, verbose)
+                out["brackets"][_NORM_KEYS[norm]] = bracket.summary()
+                timing[f"{name}.brackets_{_NORM_KEYS[norm]}"] = time.perf_counter() - tic
         if "robustness" in self.metrics and name == "test":
             tic = time.perf_counter()
             spec = resolve_attack(None, self.attack_settings, {})

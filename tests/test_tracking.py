@@ -258,3 +258,24 @@ def test_tracker_pgd_options_deprecated_and_equal_to_settings(digits):
     assert old.evaluate(clf, 0)["test"] == new.evaluate(clf, 0)["test"]
     with pytest.raises(TypeError, match="not both"):
         GeometryTracker(*d, pgd_eps=0.05, attack_settings=AttackSettings())
+
+
+def test_tracker_records_margin_brackets_on_request():
+    from art_geometry import BoundsSettings
+    from art_geometry.datasets import MLP, load_digits, make_classifier
+    from art_geometry.tracking import GeometryTracker
+
+    data = load_digits()
+    torch.manual_seed(0)
+    clf = make_classifier(MLP((1, 8, 8), hidden=(16,)), (1, 8, 8), 10)
+    tracker = GeometryTracker(data.x_train, data.y_train, data.x_test, data.y_test, n_train=12, n_test=12,
+                              metrics=("margins", "brackets"), bounds_settings=BoundsSettings(method="lipschitz"))
+    record = tracker.evaluate(clf, 0)
+    for subset in ("train", "test"):
+        for key in ("l2", "linf"):
+            b = record[subset]["brackets"][key]
+            assert b["n_samples"] == 12 and b["methods"] == {"lipschitz": 12}
+            # certified below the DeepFool margin, and not trivially zero on a random MLP
+            assert 0 < b["lower_median"] <= b["upper_median"]
+            assert b["upper_median"] == pytest.approx(record[subset]["margins"][key]["median"], rel=1e-9)
+    assert tracker.config["bounds"]["method"] == "lipschitz"

@@ -296,7 +296,12 @@ def margin_bounds(
     verbose = check_bool(verbose, "verbose")
     if settings.method == "milp" and norm == L2:
         raise ValueError("method='milp' supports norm=inf and norm=1; for L2 use 'crown' or 'lipschitz'")
-    prep = prepare(classifier, x, y)
+    return _bounds(prepare(classifier, x, y), settings, norm, deepfool, batch_size, verbose)
+
+
+def _bounds(prep: Prepared, settings: BoundsSettings, norm: Norm, deepfool: DeepFoolSettings, batch_size: int,
+            verbose: bool) -> MarginBoundsResult:
+    """:func:`margin_bounds` on prepared data with validated settings (shared with the tracker)."""
     view, n = prep.view, prep.n
     chain, layers, unsupported = None, None, ""
     if settings.method != "crown":
