@@ -18,7 +18,13 @@ from art_geometry._norms import L1, L2, LINF, Norm
 from art_geometry._validation import check_bool, check_choice, check_int, check_number, check_seed
 
 __all__ = [
-    "Settings", "DeepFoolSettings", "AttackSettings", "HessianSettings", "BoundsSettings", "NAMED_ATTACKS", "BOUND_METHODS",
+    "Settings",
+    "DeepFoolSettings",
+    "AttackSettings",
+    "HessianSettings",
+    "BoundsSettings",
+    "NAMED_ATTACKS",
+    "BOUND_METHODS",
 ]
 
 S = TypeVar("S", bound="Settings")

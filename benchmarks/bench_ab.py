@@ -31,7 +31,6 @@ HERE = Path(__file__).resolve().parent.parent
 
 
 def _child(repeats: int) -> None:
-    import numpy as np
     import torch
 
     warnings.simplefilter("ignore")
