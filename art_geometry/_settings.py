@@ -258,9 +258,10 @@ class BoundsSettings(Settings):
                    ``"auto"`` (the tightest that fits ``budget``, per sample).
     :param time_limit: Seconds the MILP may spend on one sample, finite and ``> 0``; on time-out the
                        solver's dual bound is reported (status ``"time_limit"``).
-    :param budget: Seconds per sample ``"auto"`` allows the MILP, ``> 0``: samples whose program is estimated
-                   (by its unstable ReLUs) not to fit go to CROWN / Lipschitz, and a MILP run by ``"auto"`` stops
-                   after ``min(budget, time_limit)``.
+    :param budget: Seconds per sample ``"auto"`` allows a method, ``> 0``: samples whose MILP is estimated (by
+                   its unstable ReLUs) not to fit go to CROWN / Lipschitz, a MILP run by ``"auto"`` stops after
+                   ``min(budget, time_limit)``, and CROWN is skipped (with a warning) when its estimated cost per
+                   sample (from the size of the unfolded network) exceeds the budget.
     :param crown_steps: Bisection steps of CROWN's search for the certified radius, ``>= 1``.
     :param crown_rtol: Relative tolerance at which CROWN's bisection stops, ``> 0`` and ``< 1``.
     """

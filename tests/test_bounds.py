@@ -430,3 +430,20 @@ def test_result_round_trip_summary_and_nothing_mutated(grid_case):
 
 def test_exported():
     assert {"margin_bounds", "MarginBoundsResult", "BoundsSettings"} <= set(ag.__all__)
+
+
+@pytest.mark.skipif(not _crown_ready(), reason="bound-propagation is not installed")
+def test_auto_skips_crown_over_budget_and_says_so():
+    model = small_cnn()
+    x = np.random.default_rng(3).random((3, 1, 8, 8), dtype=np.float32)
+    from art_geometry.bounds.crown import crown_seconds
+
+    seconds, weights = crown_seconds(adapt(model), (1, 8, 8))
+    assert seconds > 0 and weights > 0
+    with pytest.warns(UserWarning, match="CROWN is not used .* over budget"):
+        res = margin_bounds(model, x, norm="inf", budget=seconds / 10)
+    assert set(res.method) == {"lipschitz"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        roomy = margin_bounds(model, x, norm="inf", budget=seconds * 10)
+    assert "crown" in roomy.method and (roomy.lower >= res.lower - 1e-12).all()

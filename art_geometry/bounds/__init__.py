@@ -362,7 +362,10 @@ def _bounds(prep: Prepared, settings: BoundsSettings, norm: Norm, deepfool: Deep
 def _auto(prep: Prepared, bounds: _Bounds, chain: "Chain | None", layers: "Layers | None", unsupported: str,
           crown_why: str, norm: Norm, pred: np.ndarray, upper: np.ndarray, box: "tuple[float, float] | None",
           settings: BoundsSettings, batch_size: int, verbose: bool) -> None:
-    """``method="auto"``: Lipschitz for all, MILP where it fits the budget, CROWN for the rest; the largest wins."""
+    """
+    ``method="auto"``: Lipschitz for all, MILP where it fits the budget, CROWN for the rest when its estimated cost
+    (:func:`~art_geometry.bounds.crown.crown_seconds`) fits the budget; the largest wins.
+    """
     n = prep.n
     if chain is None and crown_why:
         warnings.warn(
@@ -391,6 +394,18 @@ def _auto(prep: Prepared, bounds: _Bounds, chain: "Chain | None", layers: "Layer
         if norm != L1:  # CROWN has no L1 ball: Lipschitz is the plan there, nothing to warn about
             warnings.warn(f"margin_bounds(method='auto'): CROWN is not used ({crown_why}); {instead}", UserWarning,
                           stacklevel=3)
+        return
+    from art_geometry.bounds.crown import crown_seconds
+
+    seconds, weights = crown_seconds(prep.view, tuple(int(s) for s in prep.x.shape[1:]), settings.crown_steps)
+    if seconds > settings.budget:
+        warnings.warn(
+            f"margin_bounds(method='auto'): CROWN is not used (about {seconds:.2g} s per sample on a CPU for its "
+            f"{weights:,}-weight unfolded network, over budget={settings.budget:g} s); {instead}; "
+            "method='crown' forces it",
+            UserWarning,
+            stacklevel=3,
+        )
         return
     try:
         found = bounds.timed("crown", len(rest), lambda: _crown(prep, norm, pred, upper, rest, settings, batch_size))
