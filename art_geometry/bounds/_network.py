@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -170,17 +170,25 @@ class Chain:
         """
         self.relu_only(method)
         out: list[tuple[torch.Tensor, torch.Tensor]] = []
-        pending: list[Layer] = []
+        for block, in_shape, after in self.affine_runs():
+            if after is None or block or not out:  # a ReLU right after a ReLU changes nothing
+                out.append(unfold(block, in_shape, self.device))
+        return out
+
+    def affine_runs(self) -> Iterator[tuple[list[Layer], tuple[int, ...], "Layer | None"]]:
+        """
+        :return: The chain split at its non-affine layers: per run, the affine layers (possibly none), the shape
+                 they receive, and the non-affine layer after them (``None`` for the last run, before the logits).
+        """
+        block: list[Layer] = []
         in_shape = self.input_shape
         for layer in self.layers:
             if layer.kind == "affine":
-                pending.append(layer)
+                block.append(layer)
                 continue
-            if pending or not out:  # a ReLU right after a ReLU changes nothing
-                out.append(unfold(pending, in_shape, self.device))
-            pending, in_shape = [], layer.out_shape
-        out.append(unfold(pending, in_shape, self.device))
-        return out
+            yield block, in_shape, layer
+            block, in_shape = [], layer.out_shape
+        yield block, in_shape, None
 
 
 def unfold(layers: "list[Layer] | tuple[Layer, ...]", in_shape: tuple[int, ...],

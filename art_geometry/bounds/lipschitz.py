@@ -209,14 +209,9 @@ class LipschitzBound:
         :return: The constants ``L[k, j] = ||r_k - r_j||_q * prod(factors)``, inflated by ``1 + 1e-6``.
         """
         factor = 1.0
-        block: list[Layer] = []
-        in_shape = chain.input_shape
-        for layer in chain.layers:
-            if layer.kind == "affine":
-                block.append(layer)
-                continue
-            factor *= _block_norm(block, in_shape, norm, chain.device) * _nonlinear_constant(layer, norm)
-            block, in_shape = [], layer.out_shape
+        *inner, (block, in_shape, _) = chain.affine_runs()
+        for run, run_shape, after in inner:
+            factor *= _block_norm(run, run_shape, norm, chain.device) * _nonlinear_constant(after, norm)
         with torch.no_grad():
             rows = _rows(block, in_shape, chain.device)
             pair = torch.stack([norm.dual.measure(rows - rows[k]) for k in range(rows.shape[0])])
