@@ -29,6 +29,7 @@ patterns), the ``labels`` (``y``, or the predictions when none are given) and ``
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -42,6 +43,7 @@ from art_geometry._batching import batches
 from art_geometry._model import LayerRef, module_of
 from art_geometry._prepare import Prepared, prepare, prepare_more
 from art_geometry._results import ResultMixin
+from art_geometry._sweep import Chunk, SweepOptions, stack, sweep
 from art_geometry._validation import check_bool, check_positive_int
 
 __all__ = [
@@ -308,28 +310,39 @@ def _stream(
 
 
 def _packed_patterns(
-    acts: Activations, x: "np.ndarray | torch.Tensor", refs: Sequence[LayerRef], batch_size: int, verbose: bool
-) -> tuple[list[tuple[np.ndarray, int]], np.ndarray]:
+    acts: Activations,
+    prep: Prepared,
+    refs: Sequence[LayerRef],
+    batch_size: int,
+    verbose: bool,
+    options: SweepOptions,
+    key: str,
+) -> tuple[list[tuple[np.ndarray, int]], dict[str, np.ndarray]]:
     """
-    :return: Per layer, the packed sign patterns of all samples ``(N, bytes)`` uint8 (written batch by batch into
-             one preallocated array: memory N * bytes, never a second copy) and the number of units; and the
-             model's predictions ``(N,)``.
+    The sign patterns of every sample, one sweep (sharded, streamed, checkpointed: :mod:`art_geometry._sweep`) over
+    the chunks of ``prep``.
+
+    :return: Per layer, the packed sign patterns of all samples ``(N, bytes)`` uint8 and the number of units; and
+             the per-sample ``predictions``, ``labels`` and ``correct`` (:func:`_per_sample`).
     """
-    n = len(x)
-    packed: list[np.ndarray] = []
-    units: list[int] = []
-    filled = [0] * len(refs)
 
-    def store(j: int, h: torch.Tensor) -> None:
-        bits = _pack_signs(h)
-        if j == len(packed):
-            packed.append(np.empty((n, bits.shape[1]), dtype=np.uint8))
-            units.append(int(h.shape[1]))
-        packed[j][filled[j] : filled[j] + len(bits)] = bits
-        filled[j] += len(bits)
+    def compute(chunk: Prepared, index: int) -> Chunk:
+        packed: list[list[np.ndarray]] = [[] for _ in refs]
+        units = [0] * len(refs)
 
-    _, predictions = _stream(acts, x, refs, batch_size, verbose, store)
-    return list(zip(packed, units)), predictions
+        def store(j: int, h: torch.Tensor) -> None:
+            packed[j].append(_pack_signs(h))
+            units[j] = int(h.shape[1])
+
+        _, predictions = _stream(acts, chunk.x, refs, batch_size, False, store)
+        out = {f"packed_{j}": np.concatenate(p) for j, p in enumerate(packed)}
+        out.update({f"units_{j}": np.full(len(predictions), u, dtype=np.int64) for j, u in enumerate(units)})
+        return {**out, **_per_sample(chunk, predictions)}
+
+    chunks = sweep(prep, compute, batch_size=batch_size, options=options, key=key, verbose=verbose, desc="regions",
+                   settings={"layers": [str(r) for r in refs], "batch_size": batch_size})
+    patterns = [(stack(chunks, f"packed_{j}"), int(chunks[0][f"units_{j}"][0])) for j in range(len(refs))]
+    return patterns, {name: stack(chunks, name) for name in ("predictions", "labels", "correct")}
 
 
 #: splitmix64's finaliser constants (Steele, Lea, Flood, "Fast splittable pseudorandom number generators", 2014).
@@ -400,9 +413,12 @@ def _unique_rows(*blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse.reshape(-1).astype(np.int64), counts.astype(np.int64)
 
 
-def _options(batch_size: Any, verbose: Any) -> tuple[int, bool]:
-    """:return: ``batch_size`` and ``verbose``, checked."""
-    return check_positive_int(batch_size, "batch_size"), check_bool(verbose, "verbose")
+def _options(
+    batch_size: Any, verbose: Any, checkpoint: Any = None, chunk_size: Any = None
+) -> tuple[int, bool, SweepOptions]:
+    """:return: ``batch_size``, ``verbose`` and the sweep options, checked."""
+    return (check_positive_int(batch_size, "batch_size"), check_bool(verbose, "verbose"),
+            SweepOptions.build(checkpoint, chunk_size))
 
 
 def _is_layer(value: Any) -> bool:
@@ -452,11 +468,13 @@ def _per_sample(prep: Prepared, predictions: np.ndarray) -> dict[str, np.ndarray
     return {"predictions": predictions, "labels": labels, "correct": predictions == labels}
 
 
-def _region_set(prep: Prepared, layer: Any, batch_size: int, verbose: bool) -> PRSResult:
+def _region_set(
+    prep: Prepared, layer: Any, batch_size: int, verbose: bool, options: SweepOptions = SweepOptions()
+) -> PRSResult:
     """:func:`populated_region_set` on prepared data (shared with :func:`prs_ratio` and the tracker)."""
     acts = Activations(prep.view)
     ref = _layer_ref(acts, layer)
-    patterns, predictions = _packed_patterns(acts, prep.x, [ref], batch_size, verbose)
+    patterns, per_sample = _packed_patterns(acts, prep, [ref], batch_size, verbose, options, "populated_region_set")
     packed, n_units = patterns[0]
     ids, counts = _unique_rows(packed)
     n = len(ids)
@@ -468,7 +486,7 @@ def _region_set(prep: Prepared, layer: Any, batch_size: int, verbose: bool) -> P
         counts=counts,
         layer=str(ref),
         n_units=n_units,
-        **_per_sample(prep, predictions),
+        **per_sample,
         params={"layer": str(ref), "batch_size": batch_size},
     )
 
@@ -482,6 +500,8 @@ def populated_region_set(
     layer: "str | LayerRef | None" = None,
     batch_size: int = 256,
     verbose: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
 ) -> PRSResult:
     """
     The populated region set of ``x`` at ``layer``: PRS ratio = |{s_l(x) : x in X}| / |X| (PRS paper, Def. 2).
@@ -493,11 +513,13 @@ def populated_region_set(
                   input of the last ``nn.Linear``.
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
+    :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md).
+    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
     :return: The region set, with per-sample region ids, predictions and per-region counts.
     """
-    batch_size, verbose = _options(batch_size, verbose)
-    prep = prepare(classifier, x, y)
-    return _region_set(prep, layer, batch_size, verbose)
+    batch_size, verbose, options = _options(batch_size, verbose, checkpoint, chunk_size)
+    prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
+    return _region_set(prep, layer, batch_size, verbose, options)
 
 
 @legacy_positional("layer", after=2, when=_is_layer)
@@ -509,6 +531,8 @@ def prs_ratio(
     layer: "str | LayerRef | None" = None,
     batch_size: int = 256,
     verbose: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
 ) -> float:
     """
     The PRS ratio |PRS(X, f, l)| / |X|, in ART's metric-function style (see :func:`populated_region_set`).
@@ -519,19 +543,29 @@ def prs_ratio(
     :param layer: Layer name; default the input of the last ``nn.Linear``.
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
+    :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md).
+    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
     :return: The ratio, in (0, 1].
     """
-    batch_size, verbose = _options(batch_size, verbose)
-    prep = prepare(classifier, x, y)
-    return _region_set(prep, layer, batch_size, verbose).ratio
+    batch_size, verbose, options = _options(batch_size, verbose, checkpoint, chunk_size)
+    prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
+    return _region_set(prep, layer, batch_size, verbose, options).ratio
 
 
-def _inclusion(train: Prepared, test: Prepared, layer: Any, batch_size: int, verbose: bool) -> InclusionResult:
+def _inclusion(
+    train: Prepared,
+    test: Prepared,
+    layer: Any,
+    batch_size: int,
+    verbose: bool,
+    options: SweepOptions = SweepOptions(),
+) -> InclusionResult:
     """:func:`inclusion_ratio` on prepared data (shared with the tracker and the inclusion robustness)."""
     acts = Activations(train.view)
     ref = _layer_ref(acts, layer)
-    train_patterns, _ = _packed_patterns(acts, train.x, [ref], batch_size, verbose)
-    test_patterns, predictions = _packed_patterns(acts, test.x, [ref], batch_size, verbose)
+    train_patterns, _ = _packed_patterns(acts, train, [ref], batch_size, verbose, options, "inclusion_ratio/train")
+    test_patterns, per_sample = _packed_patterns(acts, test, [ref], batch_size, verbose, options,
+                                                 "inclusion_ratio/test")
     packed_train, packed_test = train_patterns[0][0], test_patterns[0][0]
     ids, _ = _unique_rows(packed_train, packed_test)
     train_ids, test_ids = ids[: len(packed_train)], ids[len(packed_train) :]
@@ -544,7 +578,7 @@ def _inclusion(train: Prepared, test: Prepared, layer: Any, batch_size: int, ver
         n_train_regions=int(np.unique(train_ids).size),
         n_test_regions=int(np.unique(test_ids).size),
         layer=str(ref),
-        **_per_sample(test, predictions),
+        **per_sample,
         params={"layer": str(ref), "batch_size": batch_size},
     )
 
@@ -559,6 +593,8 @@ def inclusion_ratio(
     layer: "str | LayerRef | None" = None,
     batch_size: int = 256,
     verbose: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
 ) -> InclusionResult:
     """
     The fraction of test samples whose region is in the training PRS:
@@ -571,12 +607,14 @@ def inclusion_ratio(
     :param layer: Layer name; default the input of the last ``nn.Linear``.
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
+    :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md).
+    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
     :return: The ratio and the per-sample inclusion mask (inclusion / exclusion groups) of the test samples.
     """
-    batch_size, verbose = _options(batch_size, verbose)
-    train = prepare(classifier, x_train, x_name="x_train")
-    test = prepare_more(train, x_test, y_test, x_name="x_test", y_name="y_test")
-    return _inclusion(train, test, layer, batch_size, verbose)
+    batch_size, verbose, options = _options(batch_size, verbose, checkpoint, chunk_size)
+    train = prepare(classifier, x_train, x_name="x_train", stream=True, batch_size=batch_size)
+    test = prepare_more(train, x_test, y_test, x_name="x_test", y_name="y_test", stream=True, batch_size=batch_size)
+    return _inclusion(train, test, layer, batch_size, verbose, options)
 
 
 @legacy_positional("layers", after=2, when=_is_layers)
@@ -588,6 +626,8 @@ def layerwise_prs(
     layers: "Sequence[str | LayerRef] | None" = None,
     batch_size: int = 256,
     verbose: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
 ) -> LayerwisePRSResult:
     """
     The PRS ratio at every ReLU layer (PRS paper, Fig. 2a), all layers read in one pass over ``x``.
@@ -599,15 +639,17 @@ def layerwise_prs(
                    default every ReLU site, in execution order (a model with no ReLU: ``ValueError``).
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
+    :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md).
+    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
     :return: Ratios, region counts and per-sample region ids per layer.
     """
-    batch_size, verbose = _options(batch_size, verbose)
-    prep = prepare(classifier, x, y)
+    batch_size, verbose, options = _options(batch_size, verbose, checkpoint, chunk_size)
+    prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
     acts = Activations(prep.view)
     refs = _relu_refs(acts, layers)
-    patterns, predictions = _packed_patterns(acts, prep.x, refs, batch_size, verbose)
+    patterns, per_sample = _packed_patterns(acts, prep, refs, batch_size, verbose, options, "layerwise_prs")
     uniques = [_unique_rows(p) for p, _ in patterns]
-    n = prep.n
+    n = len(per_sample["predictions"])
     names = [str(r) for r in refs]
     return LayerwisePRSResult(
         layers=names,
@@ -615,7 +657,7 @@ def layerwise_prs(
         n_regions=np.array([len(c) for _, c in uniques], dtype=np.int64),
         region_ids=np.stack([ids for ids, _ in uniques]),
         n_samples=n,
-        **_per_sample(prep, predictions),
+        **per_sample,
         params={"layers": names, "batch_size": batch_size},
     )
 
@@ -654,6 +696,8 @@ def feature_sparsity(
     layers: "Sequence[str | LayerRef] | None" = None,
     batch_size: int = 256,
     verbose: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
 ) -> SparsityResult:
     """
     Feature sparsity: the fraction of zero (non-positive) activations ``mean_u [h_l(x)_u <= 0]`` per sample and
@@ -666,16 +710,25 @@ def feature_sparsity(
                    default every ReLU site, in execution order (a model with no ReLU: ``ValueError``).
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
+    :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md).
+    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
     :return: Per-sample, per-layer and mean sparsity.
     """
-    batch_size, verbose = _options(batch_size, verbose)
-    prep = prepare(classifier, x, y)
+    batch_size, verbose, options = _options(batch_size, verbose, checkpoint, chunk_size)
+    prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
     acts = Activations(prep.view)
     refs = _relu_refs(acts, layers)
-    parts, predictions = _stream(
-        acts, prep.x, refs, batch_size, verbose, lambda _, h: (h <= 0).to(torch.float64).mean(dim=1).cpu()
-    )
-    per_sample = torch.stack([torch.cat(p) for p in parts], dim=1).numpy()
+
+    def compute(chunk: Prepared, index: int) -> Chunk:
+        parts, predictions = _stream(
+            acts, chunk.x, refs, batch_size, False, lambda _, h: (h <= 0).to(torch.float64).mean(dim=1).cpu()
+        )
+        zeros = torch.stack([torch.cat(p) for p in parts], dim=1).numpy()
+        return {"zeros": zeros, **_per_sample(chunk, predictions)}
+
+    chunks = sweep(prep, compute, batch_size=batch_size, options=options, key="feature_sparsity", verbose=verbose,
+                   desc="sparsity", settings={"layers": [str(r) for r in refs], "batch_size": batch_size})
+    per_sample = stack(chunks, "zeros")
     per_layer = per_sample.mean(axis=0)
     names = [str(r) for r in refs]
     return SparsityResult(
@@ -683,6 +736,6 @@ def feature_sparsity(
         per_sample=per_sample,
         per_layer=per_layer,
         mean=float(per_layer.mean()),
-        **_per_sample(prep, predictions),
+        **{name: stack(chunks, name) for name in ("predictions", "labels", "correct")},
         params={"layers": names, "batch_size": batch_size},
     )

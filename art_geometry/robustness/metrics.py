@@ -19,6 +19,8 @@ model's modes, ``requires_grad`` flags and ``.grad`` exactly (:func:`art_geometr
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -34,6 +36,8 @@ from art_geometry._norms import Norm
 from art_geometry._prepare import Prepared, prepare, prepare_more
 from art_geometry._rng import seeded
 from art_geometry._settings import AttackSettings
+from art_geometry._sweep import Chunk, SweepOptions, shared_seed, stack, sweep
+from art_geometry._distributed import world
 from art_geometry._validation import check_bool, check_number, check_positive_int
 from art_geometry.robustness.attacks import (
     AttackSpec,
@@ -63,36 +67,49 @@ def _estimator(classifier: Any, prep: Prepared, spec: AttackSpec) -> Any:
     """:return: The ART classifier a named attack runs on, or ``None`` when none is needed."""
     if not spec.needs_estimator:
         return None
-    return art_estimator(classifier, prep.view, tuple(int(s) for s in prep.x.shape[1:]), stacklevel=4)
+    return art_estimator(classifier, prep.view, prep.sample_shape, stacklevel=4)
 
 
-def _adversarial(prep: Prepared, spec: AttackSpec, estimator: Any, batch_size: int, verbose: bool) -> torch.Tensor:
+def _adversarial(chunk: Prepared, attack: Any, estimator: Any, batch_size: int) -> torch.Tensor:
     """
-    Run the attack on the prepared data under the attack's seed, with every model it touches (the user's, the
-    ART estimator's, the torchattacks attack's) restored on exit: modes, ``requires_grad`` and ``.grad``.
+    Run the attack on one chunk of prepared data under the attack's seed, with every model it touches (the
+    user's, the ART estimator's, the torchattacks attack's) restored on exit: modes, ``requires_grad`` and
+    ``.grad``.
 
     :return: Adversarial examples on the model's device, in the model's dtype (``x`` itself when none runs).
     """
-    view, x = prep.view, prep.x
-    if not spec.runs:
-        return view.to_tensor(x)
-    attack = spec.instance
+    view, x = chunk.view, chunk.x
     if attack is None:
-        attack = build_art_attack(estimator, spec.settings, batch_size, verbose)
+        return view.to_tensor(x)
     owners = (estimator, getattr(attack, "estimator", None), attack)
     models = [getattr(owner, "model", None) for owner in owners]
     modules = [view.module] + [m for m in models if isinstance(m, nn.Module)]
-    with restoring(*modules, grads=True, freeze=True), seeded(spec.seed):
+    with restoring(*modules, grads=True, freeze=True):
         if is_torchattacks(attack):
-            parts = [attack(b.x, b.y).detach() for b in batches(view, x, batch_size, labels=prep.labels)]
+            parts = [attack(b.x, b.y).detach() for b in batches(view, x, batch_size, labels=chunk.labels)]
             return torch.cat(parts).to(device=view.device, dtype=view.dtype)
-        onehot = np.eye(view.nb_classes, dtype=np.float32)[prep.labels]
+        onehot = np.eye(view.nb_classes, dtype=np.float32)[chunk.labels]
         return view.to_tensor(attack.generate(_to_numpy(x), y=onehot))
 
 
 def _predictions(prep: Prepared, x: "np.ndarray | torch.Tensor", batch_size: int) -> np.ndarray:
     with prep.view.evaluating():
         return predict_logits(prep.view, x, batch_size).argmax(dim=1).cpu().numpy()
+
+
+def _chunk_seed(seed: int, index: int) -> int:
+    """The seed of chunk ``index``: ``seed`` itself for the first chunk, a derived one for the others."""
+    return seed if index == 0 else int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _instance_settings(attack: Any) -> "str | None":
+    """A description of an attack instance's own hyper-parameters, for the checkpoint manifest."""
+    if attack is None:
+        return None
+    names = getattr(attack, "attack_params", None)
+    if names is not None:
+        return repr({name: repr(getattr(attack, name, None)) for name in names})
+    return repr(attack)
 
 
 def _robust(
@@ -102,16 +119,39 @@ def _robust(
     batch_size: int,
     verbose: bool,
     return_adversarial: bool,
-    clean_pred: "np.ndarray | None" = None,
+    options: SweepOptions = SweepOptions(),
 ) -> RobustnessResult:
-    """:func:`robust_accuracy` on prepared, labelled data (shared with the curve, the analyses and the tracker)."""
-    view, labels = prep.view, prep.labels
-    assert labels is not None
-    x_adv = _adversarial(prep, spec, estimator, batch_size, verbose)
-    if clean_pred is None:
-        clean_pred = _predictions(prep, prep.x, batch_size)
-    adv_pred = _predictions(prep, x_adv, batch_size)
+    """
+    :func:`robust_accuracy` on prepared, labelled data (shared with the curve, the analyses and the tracker): one
+    sweep over chunks (:mod:`art_geometry._sweep`); the attack of chunk ``c`` runs under a seed derived from
+    ``(seed, c)``, so results do not depend on which rank runs which chunk.
+    """
+    view = prep.view
+    key = "robust_accuracy"
+    spec = dataclasses.replace(spec, seed=shared_seed(spec.settings.seed, options, key, spec.seed))
+    attack = spec.instance
+    if attack is None and spec.runs:
+        attack = build_art_attack(estimator, spec.settings, batch_size, verbose and world()[0] == 0)
     norm: Norm = spec.norm
+
+    def compute(chunk: Prepared, index: int) -> Chunk:
+        if chunk.labels is None:
+            raise ValueError("labels are required: the data must yield (inputs, labels) pairs")
+        with seeded(_chunk_seed(spec.seed, index)):
+            x_adv = _adversarial(chunk, attack, estimator, batch_size)
+        clean_pred = _predictions(chunk, chunk.x, batch_size)
+        adv_pred = _predictions(chunk, x_adv, batch_size)
+        arrays = {"labels": chunk.labels, "clean_pred": clean_pred, "adv_pred": adv_pred,
+                  "perturbation_norm": norm.measure(x_adv - view.to_tensor(chunk.x)).double().cpu().numpy()}
+        if return_adversarial:
+            arrays["x_adv"] = x_adv.cpu().numpy()
+        return arrays
+
+    params = spec.params(batch_size)
+    chunks = sweep(prep, compute, batch_size=batch_size, options=options, key=key, verbose=verbose, desc="attack",
+                   settings={**params, "instance": _instance_settings(spec.instance),
+                             "return_adversarial": return_adversarial})
+    labels, clean_pred, adv_pred = (stack(chunks, name) for name in ("labels", "clean_pred", "adv_pred"))
     clean_correct = clean_pred == labels
     return RobustnessResult(
         labels=labels,
@@ -120,12 +160,12 @@ def _robust(
         clean_correct=clean_correct,
         adv_correct=clean_correct & (adv_pred == labels),
         success=clean_correct & (adv_pred != labels),
-        perturbation_norm=norm.measure(x_adv - view.to_tensor(prep.x)).double().cpu().numpy(),
-        x_adv=x_adv.cpu().numpy() if return_adversarial else None,
+        perturbation_norm=stack(chunks, "perturbation_norm"),
+        x_adv=stack(chunks, "x_adv") if return_adversarial else None,
         attack=spec.name,
         eps=spec.eps,
         norm=norm.p,
-        params=spec.params(batch_size),
+        params=params,
     )
 
 
@@ -139,6 +179,8 @@ def robust_accuracy(
     batch_size: int = 128,
     verbose: bool = False,
     return_adversarial: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
     **options: Any,
 ) -> RobustnessResult:
     """
@@ -161,6 +203,11 @@ def robust_accuracy(
     :param batch_size: Batch size of the attack and of the predictions.
     :param verbose: Show the progress bars of ART's BIM and PGD.
     :param return_adversarial: Keep the adversarial examples in the result.
+    :param checkpoint: Directory for finished chunks, so an interrupted run resumes (docs/scale_out.md); the
+                       samples are sharded over the ranks of an initialised ``torch.distributed`` process group,
+                       and ``x`` may be a ``Dataset`` / ``DataLoader`` yielding ``(inputs, labels)``.
+    :param chunk_size: Samples per chunk (default ``8 * batch_size``); the attack of each chunk runs under its own
+                       seed derived from ``seed`` (the first chunk under ``seed`` itself).
     :param options: Overrides of single settings fields, e.g. ``eps=0.1, norm=2, max_iter=20``.
     :return: The per-sample result; ``params`` holds the settings used (with the seed drawn for ``seed=None``)
              and the batch size.
@@ -172,8 +219,11 @@ def robust_accuracy(
     batch_size = check_positive_int(batch_size, "batch_size")
     verbose = check_bool(verbose, "verbose")
     return_adversarial = check_bool(return_adversarial, "return_adversarial")
-    prep = prepare(classifier, x, y, require_labels=True)
-    return _robust(prep, spec, _estimator(classifier, prep, spec), batch_size, verbose, return_adversarial)
+    sweep_options = SweepOptions.build(checkpoint, chunk_size)
+    prep = prepare(classifier, x, y, require_labels=True, stream=True, batch_size=batch_size)
+    return _robust(
+        prep, spec, _estimator(classifier, prep, spec), batch_size, verbose, return_adversarial, sweep_options
+    )
 
 
 def _eps_values(eps_values: Any) -> np.ndarray:
@@ -231,13 +281,12 @@ def robustness_curve(
     verbose = check_bool(verbose, "verbose")
     prep = prepare(classifier, x, y, require_labels=True)
     estimator = None if factory else _estimator(classifier, prep, base.at(float(eps.max())))
-    clean_pred = _predictions(prep, prep.x, batch_size)
     specs: list[AttackSpec] = []
     results = []
     for e in tqdm(eps, disable=not verbose, desc="eps"):
         spec = base.with_instance(attack(float(e))) if factory and e > 0 else base.at(float(e))
         specs.append(spec)
-        results.append(_robust(prep, spec, estimator, batch_size, False, False, clean_pred))
+        results.append(_robust(prep, spec, estimator, batch_size, False, False))
     # the attack's name, norm and settings from a budget it ran at (a factory is never called at eps 0)
     ran = next((s for s in specs if s.instance is not None), None) if factory else specs[0]
     shown = ran if ran is not None else base
