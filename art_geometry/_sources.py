@@ -106,6 +106,16 @@ def _split_item(batch: Any, name: str) -> tuple[Any, Any]:
     )
 
 
+def _iterate(loader: DataLoader) -> Iterator[Any]:
+    """Iterate ``loader`` leaving torch's global random state as it was (a loader iterator draws its base seed)."""
+    state = torch.random.get_rng_state()
+    try:
+        it = iter(loader)
+    finally:
+        torch.random.set_rng_state(state)
+    return it
+
+
 def _check_loader(loader: DataLoader, name: str) -> None:
     if isinstance(loader.sampler, RandomSampler):
         raise ValueError(
@@ -128,7 +138,7 @@ class LoaderSource(Source):
     def __init__(self, loader: DataLoader, name: str = "x"):
         _check_loader(loader, name)
         self.loader, self.name = loader, name
-        first = next(iter(loader), None)
+        first = next(_iterate(loader), None)
         if first is None:
             raise ValueError(f"{name} is empty: the DataLoader yields no batches")
         x, y = _split_item(first, name)
@@ -152,7 +162,7 @@ class LoaderSource(Source):
         xs: list[Any] = []
         ys: list[Any] = []
         held = start = index = 0
-        for batch in self.loader:
+        for batch in _iterate(self.loader):
             x, y = _split_item(batch, self.name)
             if (y is None) == self._has_labels:
                 raise ValueError(f"{self.name} yields labels with some batches and not with others")
@@ -208,7 +218,7 @@ class DatasetSource(LoaderSource):
                 yield Piece(index, start, stop - start)
                 continue
             part = DataLoader(Subset(self.dataset, range(start, stop)), batch_size=self.batch_size, shuffle=False)
-            pairs = [_split_item(b, self.name) for b in part]
+            pairs = [_split_item(b, self.name) for b in _iterate(part)]
             xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
             yield self._piece(index, start, stop - start, xs, ys)
 

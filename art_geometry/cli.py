@@ -5,11 +5,17 @@ The ``art-geometry`` command.
 (natural with batch 512 and 32, the PRS paper's network A/B contrast; Jacobian-regularised; PGD adversarial
 training; see :mod:`art_geometry.report.demo`), tracks their geometry over training and writes the benchmark
 report. ``art-geometry report --model ... --data ...`` does the same for the user's models.
+
+``art-geometry sweep --family margins|subspace|prs|robust --model ... --data ... [--checkpoint DIR]`` runs one
+per-sample family over a data split and writes its result as JSON; under ``torchrun --nproc_per_node=N`` (or
+``python -m art_geometry``) the samples are sharded over the ranks (gloo on CPU, NCCL with ``--device cuda``),
+rank 0 shows the one progress bar and writes the result, and ``--checkpoint`` makes the sweep resumable.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import warnings
@@ -17,7 +23,7 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 import numpy as np
 import torch
@@ -379,6 +385,86 @@ def _report(args: argparse.Namespace, wanted: list[str], data: Dataset, models: 
     return 0
 
 
+#: The families ``art-geometry sweep`` runs.
+FAMILIES = ("margins", "subspace", "prs", "robust")
+
+
+def _sweep_inputs(args: argparse.Namespace) -> tuple[Dataset, torch.nn.Module]:
+    """
+    :param args: The parsed ``sweep`` arguments.
+    :return: The data set and the model.
+    :raises ValueError: For any mistake in the arguments, the data or the model.
+    """
+    data = load_data(args.data)
+    model = _load_models([args.model], [args.weights] if args.weights else [], data)
+    if Path(args.out).exists() and Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out!r} is a folder: give the path of the JSON file to write")
+    return data, next(iter(model.values()))
+
+
+@contextlib.contextmanager
+def _process_group(device: str) -> Iterator[torch.device]:
+    """
+    Join the ``torchrun`` process group when the environment describes one (``WORLD_SIZE > 1``) and none is
+    initialised yet; leave it on exit.
+
+    :param device: ``"cpu"`` or ``"cuda"`` (one GPU per rank, ``cuda:LOCAL_RANK``, NCCL).
+    :return: The device this rank computes on.
+    """
+    import os
+
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    where = torch.device(f"cuda:{local}") if device == "cuda" else torch.device("cpu")
+    if device == "cuda":
+        torch.cuda.set_device(where)
+    started = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    try:
+        yield where
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def _sweep(args: argparse.Namespace, data: Dataset, model: torch.nn.Module) -> int:
+    """
+    Run one family over the chosen split; rank 0 writes the result.
+
+    :param args: The parsed ``sweep`` arguments.
+    :param data: The data set.
+    :param model: The model.
+    :return: Exit status 0.
+    """
+    import art_geometry as ag
+    from art_geometry._distributed import world
+
+    x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
+    x, y = x[: args.samples], y[: args.samples]
+    with _process_group(args.device) as device:
+        model = model.to(device)
+        common = {"batch_size": args.batch_size, "verbose": not args.quiet, "checkpoint": args.checkpoint}
+        if args.family == "margins":
+            result = ag.deepfool_margins(model, x, y, norm=args.norm, seed=args.seed, **common)
+        elif args.family == "subspace":
+            subspaces = ag.dct_subspaces(data.input_shape, block_size=args.block_size, stride=args.block_size)
+            result = ag.subspace_margins(model, x, y, subspaces=subspaces, norm=args.norm, seed=args.seed, **common)
+        elif args.family == "prs":
+            result = ag.populated_region_set(model, x, y, layer=args.layer, **common)
+        else:
+            result = ag.robust_accuracy(model, x, y, attack=args.attack, eps=args.eps, norm=args.norm,
+                                        seed=args.seed, **common)
+        rank, size = world()
+    if rank == 0:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(result.to_json())
+        print(f"{result}\n{args.family} of {len(x)} {args.split} samples on {size} rank(s) written to "
+              f"{Path(args.out).resolve()}")
+    return 0
+
+
 def main(argv: "Sequence[str] | None" = None) -> int:
     """
     Entry point of the ``art-geometry`` command.
@@ -402,7 +488,31 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     rep.add_argument("--batch-size", type=_positive_int, default=256)
     rep.add_argument("--seed", type=_non_negative_int, default=0)
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    swp = sub.add_parser("sweep", help="one per-sample family over a data split, sharded under torchrun, resumable")
+    swp.add_argument("--family", required=True, choices=FAMILIES)
+    swp.add_argument("--model", required=True, help="TorchScript file or module:factory")
+    swp.add_argument("--weights", help="state_dict for a module:factory model")
+    swp.add_argument("--data", required=True, help="digits, fashion-mnist, or an .npz file")
+    swp.add_argument("--split", choices=("test", "train"), default="test")
+    swp.add_argument("--samples", type=_positive_int, default=None, help="first N samples of the split (default all)")
+    swp.add_argument("--out", default="sweep.json", help="result JSON file (default: sweep.json)")
+    swp.add_argument("--checkpoint", help="directory for finished chunks; a rerun resumes from it")
+    swp.add_argument("--norm", default="2", help="margins/subspace/robust: 2 or inf (default 2)")
+    swp.add_argument("--block-size", type=_positive_int, default=8, help="subspace: DCT block size (default 8)")
+    swp.add_argument("--layer", help="prs: layer name (default: the input of the last nn.Linear)")
+    swp.add_argument("--attack", default="pgd", help="robust: fgsm, bim, pgd or autoattack (default pgd)")
+    swp.add_argument("--eps", type=float, default=0.3, help="robust: budget (default 0.3)")
+    swp.add_argument("--batch-size", type=_positive_int, default=128)
+    swp.add_argument("--seed", type=_non_negative_int, default=0)
+    swp.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    swp.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.command == "sweep":
+        try:
+            data, model = _sweep_inputs(args)
+            return _sweep(args, data, model)
+        except ValueError as err:
+            _fail(swp.prog, str(err))
     try:
         wanted, data, models = _inputs(args)
     except ValueError as err:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -36,6 +37,8 @@ from art_geometry._prepare import Prepared, prepare
 from art_geometry._results import ResultMixin, describe
 from art_geometry._rng import resolve_seed
 from art_geometry._settings import DeepFoolSettings
+from art_geometry._sweep import Chunk, SweepOptions, shared_seed, sweep
+from art_geometry._sweep import stack as stack_chunks
 from art_geometry._validation import check_bool, check_positive_int
 from art_geometry.subspaces import Subspace, SubspaceStack
 
@@ -411,36 +414,49 @@ def _margins(
     return_perturbations: bool,
     batch_size: int,
     verbose: bool,
+    options: SweepOptions = SweepOptions(),
 ) -> MarginResult:
     """:func:`deepfool_margins` on prepared data (shared with the interop wrappers and the tracker)."""
-    view, x = prep.view, prep.x
+    view = prep.view
     if subspace is not None:
         if not isinstance(subspace, Subspace):
             raise TypeError(f"subspace must be a Subspace, got {type(subspace).__name__}")
-        subspace.check_shape(tuple(int(s) for s in x.shape[1:]))
-    plan = _Plan.of(view, settings)
+        subspace.check_shape(prep.sample_shape)
+    key = "deepfool_margins"
+    plan = _Plan.of(view, replace(settings, seed=shared_seed(settings.seed, options, key)))
     stack = None if subspace is None else SubspaceStack([subspace])
-    parts: list[tuple[torch.Tensor, ...]] = []
-    with view.evaluating(), torch.enable_grad():
-        for batch in batches(view, x, batch_size, verbose=verbose, desc="deepfool"):
-            which = torch.zeros(len(batch.x), dtype=torch.long, device=view.device)
-            out = _margins_rows(view, batch.x, stack, which, plan)
-            parts.append(tuple(t.detach().cpu() for t in (out if return_perturbations else out[:4])))
-    margins, success, iters, pred = (torch.cat([p[i] for p in parts]).numpy() for i in range(4))
-    perts = torch.cat([p[4] for p in parts]).to(torch.float32).numpy() if return_perturbations else None
-    pred = pred.astype(np.int64)
-    labels = prep.labels_or(pred)
+
+    def compute(chunk: Prepared, index: int) -> Chunk:
+        parts: list[tuple[torch.Tensor, ...]] = []
+        with view.evaluating(), torch.enable_grad():
+            for batch in batches(view, chunk.x, batch_size):
+                which = torch.zeros(len(batch.x), dtype=torch.long, device=view.device)
+                out = _margins_rows(view, batch.x, stack, which, plan)
+                parts.append(tuple(t.detach().cpu() for t in (out if return_perturbations else out[:4])))
+        margins, success, iters, pred = (torch.cat([p[i] for p in parts]).numpy() for i in range(4))
+        pred = pred.astype(np.int64)
+        arrays = {"margins": margins.astype(np.float64), "success": success.astype(bool),
+                  "iterations": iters.astype(np.int64), "predictions": pred, "labels": chunk.labels_or(pred)}
+        if return_perturbations:
+            arrays["perturbations"] = torch.cat([p[4] for p in parts]).to(torch.float32).numpy()
+        return arrays
+
+    params = plan.params(batch_size)
+    chunks = sweep(prep, compute, batch_size=batch_size, options=options, key=key, verbose=verbose, desc="deepfool",
+                   settings={**params, "subspace": None if subspace is None else repr(subspace),
+                             "return_perturbations": return_perturbations})
+    pred, labels = stack_chunks(chunks, "predictions"), stack_chunks(chunks, "labels")
     return MarginResult(
-        margins=margins.astype(np.float64),
-        success=success.astype(bool),
-        iterations=iters.astype(np.int64),
+        margins=stack_chunks(chunks, "margins"),
+        success=stack_chunks(chunks, "success"),
+        iterations=stack_chunks(chunks, "iterations"),
         predictions=pred,
         labels=labels,
         correct=pred == labels,
-        perturbations=perts,
+        perturbations=stack_chunks(chunks, "perturbations") if return_perturbations else None,
         norm=settings.p,
         subspace=None if subspace is None else subspace.name,
-        params=plan.params(batch_size),
+        params=params,
     )
 
 
@@ -454,6 +470,8 @@ def deepfool_margins(
     return_perturbations: bool = False,
     batch_size: int = 128,
     verbose: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
     **options: Any,
 ) -> MarginResult:
     """
@@ -476,8 +494,12 @@ def deepfool_margins(
     ``r = |f_l| / ||P w_l||_1 sign(P w_l)``, then projected onto ``S``; since ``<P w, P sign(P w)> = ||P w||_1``
     the projected step still reaches the linearised boundary.
 
+    Sharded over the ranks of a ``torch.distributed`` process group when one is initialised (every rank returns
+    the whole result), streamed from a ``Dataset`` / ``DataLoader``, and resumable from ``checkpoint`` (see
+    docs/scale_out.md).
+
     :param classifier: ART ``PyTorchClassifier``, foolbox ``PyTorchModel`` or ``torch.nn.Module`` (logits).
-    :param x: Inputs ``(N, *input_shape)``.
+    :param x: Inputs ``(N, *input_shape)``, or a ``Dataset`` / ``DataLoader`` yielding inputs or (inputs, labels).
     :param y: Labels (indices or one-hot) to split correct from incorrect samples; default: the predictions.
     :param settings: A :class:`~art_geometry.DeepFoolSettings` (norm, candidates, overshoot, max_iter, refine,
                      refine_steps, restarts, restart_noise, box, seed); default ``DeepFoolSettings()``.
@@ -485,14 +507,19 @@ def deepfool_margins(
     :param return_perturbations: Also return the perturbations.
     :param batch_size: Samples per batch.
     :param verbose: Show a progress bar.
+    :param checkpoint: Directory to keep finished chunks in, so an interrupted run resumes where it stopped.
+    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``, rounded up to a multiple of it).
     :param options: Overrides of single settings fields, e.g. ``norm=np.inf, refine=False``.
     :return: A :class:`MarginResult`; ``params`` holds the settings used (with the seed drawn for ``seed=None``).
     """
     settings = DeepFoolSettings.build(settings, options)
     batch_size = check_positive_int(batch_size, "batch_size")
     return_perturbations = check_bool(return_perturbations, "return_perturbations")
-    prep = prepare(classifier, x, y)
-    return _margins(prep, settings, subspace, return_perturbations, batch_size, check_bool(verbose, "verbose"))
+    sweep_options = SweepOptions.build(checkpoint, chunk_size)
+    prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
+    return _margins(
+        prep, settings, subspace, return_perturbations, batch_size, check_bool(verbose, "verbose"), sweep_options
+    )
 
 
 def _is_subspaces(value: Any) -> bool:
@@ -510,6 +537,8 @@ def subspace_margins(
     settings: DeepFoolSettings | None = None,
     batch_size: int = 8,
     verbose: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
     **options: Any,
 ) -> SubspaceMarginResult:
     """
@@ -521,49 +550,62 @@ def subspace_margins(
     holds ``batch_size * len(subspaces)`` rows.
 
     :param classifier: The classifier.
-    :param x: Inputs ``(N, *input_shape)``.
+    :param x: Inputs ``(N, *input_shape)``, or a ``Dataset`` / ``DataLoader`` (as in :func:`deepfool_margins`).
     :param y: Labels, to split correct from incorrect samples.
     :param subspaces: Subspaces of the sample shape (e.g. :func:`art_geometry.subspaces.dct_subspaces`).
     :param settings: A :class:`~art_geometry.DeepFoolSettings`, as in :func:`deepfool_margins`.
     :param batch_size: Samples per pass (each replicated ``len(subspaces)`` times).
     :param verbose: Progress bar.
+    :param checkpoint: Directory for finished chunks, to resume an interrupted sweep (as in
+                       :func:`deepfool_margins`).
+    :param chunk_size: Samples per chunk (default ``8 * batch_size``).
     :param options: Overrides of single settings fields.
     :return: A :class:`SubspaceMarginResult`; results equal :func:`deepfool_margins` with ``subspace=`` each one.
     """
     settings = DeepFoolSettings.build(settings, options)
     batch_size = check_positive_int(batch_size, "batch_size")
+    verbose = check_bool(verbose, "verbose")
+    sweep_options = SweepOptions.build(checkpoint, chunk_size)
     if isinstance(subspaces, Subspace):
         subspaces = [subspaces]
-    prep = prepare(classifier, x, y)
-    view, x = prep.view, prep.x
+    prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
+    view = prep.view
     stack = SubspaceStack(subspaces)
-    stack.check_shape(x.shape[1:])
-    plan = _Plan.of(view, settings)
-    n, s = len(x), len(stack)
-    margins = torch.empty(s, n, dtype=torch.float64)
-    success = torch.empty(s, n, dtype=torch.bool)
-    pred = torch.empty(n, dtype=torch.long)
-    with view.evaluating(), torch.enable_grad():
-        for batch in batches(view, x, batch_size, verbose=check_bool(verbose, "verbose"), desc="subspace deepfool"):
-            xb, sl = batch.x, batch.sl
-            b = xb.shape[0]
-            rows = xb.unsqueeze(0).expand((s,) + tuple(xb.shape)).reshape((s * b,) + tuple(xb.shape[1:]))
-            which = torch.arange(s, device=view.device).repeat_interleave(b)
-            m, ok, _, p, _ = _margins_rows(view, rows, stack, which, plan)
-            margins[:, sl] = m.cpu().reshape(s, b)
-            success[:, sl] = ok.cpu().reshape(s, b)
-            pred[sl] = p[:b].cpu()
-    pred_np = pred.numpy().astype(np.int64)
-    labels = prep.labels_or(pred_np)
+    stack.check_shape(prep.sample_shape)
+    key = "subspace_margins"
+    plan = _Plan.of(view, replace(settings, seed=shared_seed(settings.seed, sweep_options, key)))
+    s = len(stack)
+
+    def compute(chunk: Prepared, index: int) -> Chunk:
+        margins, success, pred = [], [], []
+        with view.evaluating(), torch.enable_grad():
+            for batch in batches(view, chunk.x, batch_size):
+                xb = batch.x
+                b = xb.shape[0]
+                rows = xb.unsqueeze(0).expand((s,) + tuple(xb.shape)).reshape((s * b,) + tuple(xb.shape[1:]))
+                which = torch.arange(s, device=view.device).repeat_interleave(b)
+                m, ok, _, p, _ = _margins_rows(view, rows, stack, which, plan)
+                margins.append(m.cpu().reshape(s, b))
+                success.append(ok.cpu().reshape(s, b))
+                pred.append(p[:b].cpu())
+        p_np = torch.cat(pred).numpy().astype(np.int64)
+        return {"margins": torch.cat(margins, dim=1).numpy(), "success": torch.cat(success, dim=1).numpy(),
+                "predictions": p_np, "labels": chunk.labels_or(p_np)}
+
+    params = plan.params(batch_size)
+    names = [sub.name for sub in stack.subspaces]
+    chunks = sweep(prep, compute, batch_size=batch_size, options=sweep_options, key=key, verbose=verbose,
+                   desc="subspace deepfool", settings={**params, "subspaces": [repr(sub) for sub in stack.subspaces]})
+    pred_np, labels = stack_chunks(chunks, "predictions"), stack_chunks(chunks, "labels")
     return SubspaceMarginResult(
-        margins=margins.numpy(),
-        success=success.numpy(),
-        names=[sub.name for sub in stack.subspaces],
+        margins=stack_chunks(chunks, "margins", axis=1),
+        success=stack_chunks(chunks, "success", axis=1),
+        names=names,
         predictions=pred_np,
         labels=labels,
         correct=pred_np == labels,
         norm=settings.p,
-        params=plan.params(batch_size),
+        params=params,
     )
 
 

@@ -1,0 +1,5 @@
+"""``python -m art_geometry`` is the ``art-geometry`` command (also under ``torchrun ... -m art_geometry``)."""
+
+from art_geometry.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""
+Scale-out: sharded runs (two gloo processes under torchrun) equal single-process runs, streamed data equals arrays,
+and checkpointed sweeps resume without recomputing finished chunks (including after ``kill -9``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+import art_geometry as ag
+from tests import _sweep_worker as worker
+from tests.helpers import assert_unchanged
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(worker.__file__)
+
+
+def _torchrun(mode: str, out: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER), mode,
+           str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+
+
+@pytest.fixture(scope="module")
+def single():
+    x, y = worker.data()
+    return worker.families(worker.model(), x, y)
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_give_the_single_process_results(tmp_path, single):
+    done = _torchrun("shard", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1)]
+    assert len(single["margins"]) == worker.N  # 101 samples: 7 chunks of 16, uneven over two ranks
+    for got in ranks:
+        assert set(got) == set(single)
+        for name, want in single.items():
+            # float64 model, same batches: margins bit-equal, PRS from the gathered patterns (not a sum of counts)
+            assert np.array_equal(got[name], want), name
+
+
+@pytest.mark.slow
+def test_a_failing_rank_stops_every_rank_with_its_error(tmp_path):
+    done = _torchrun("fail", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        msg = (tmp_path / f"rank{rank}.txt").read_text()
+        assert "rank 1" in msg and "NaN" in msg and "samples 16..31" in msg, msg
+        assert "rank 0:" not in msg
+
+
+def test_chunks_are_dealt_round_robin_and_an_idle_rank_is_fine(monkeypatch):
+    """Three simulated ranks, two chunks: rank 2 computes nothing; the union of the shares is every chunk."""
+    from art_geometry import _sweep
+    from art_geometry._prepare import prepare
+
+    x, y = worker.data(12)
+    prep = prepare(worker.model(), x, y)
+    shares: dict[int, dict] = {}
+
+    def compute(chunk, index):
+        return {"first": np.array([chunk.labels[0]]), "n": np.array([len(chunk.x)])}
+
+    for rank in range(3):
+        monkeypatch.setattr(_sweep, "world", lambda r=rank: (r, 3))
+        monkeypatch.setattr(_sweep, "gather", lambda local, r=rank: shares.setdefault(r, local) and {})
+        _sweep.sweep(prep, compute, batch_size=4, options=_sweep.SweepOptions(chunk_size=8), key="k", settings={})
+    assert {r: sorted(s) for r, s in shares.items()} == {0: [0], 1: [1], 2: []}
+    assert [shares[0][0]["n"][0], shares[1][1]["n"][0]] == [8, 4]
+    assert [shares[0][0]["first"][0], shares[1][1]["first"][0]] == [y[0], y[8]]
+
+
+def test_streamed_dataset_and_loader_equal_arrays(single):
+    x, y = worker.data()
+    net = worker.model()
+    dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    loader = DataLoader(dataset, batch_size=7)  # batches that do not align with the chunks
+    for source in (dataset, loader):
+        with assert_unchanged(net, x, y):
+            m = ag.deepfool_margins(net, source, seed=3, batch_size=8, chunk_size=16)
+        assert np.array_equal(m.margins, single["margins"]) and np.array_equal(m.labels, y)
+        p = ag.populated_region_set(net, source, layer="fc1", batch_size=8, chunk_size=16)
+        assert np.array_equal(p.region_ids, single["region_ids"])
+        r = ag.robust_accuracy(worker.model().float(), source, attack="pgd", eps=0.1, max_iter=3, seed=5,
+                               batch_size=8, chunk_size=16)
+        assert np.array_equal(r.adv_pred, single["adv_pred"])
+
+
+def test_streamed_bad_inputs_are_named():
+    x, y = worker.data(20)
+    net = worker.model()
+    dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    with pytest.raises(ValueError, match="shuffle=True"):
+        ag.deepfool_margins(net, DataLoader(dataset, shuffle=True))
+    sampler = DistributedSampler(dataset, num_replicas=2, rank=0)
+    with pytest.raises(ValueError, match="DistributedSampler"):
+        ag.deepfool_margins(net, DataLoader(dataset, sampler=sampler))
+    with pytest.raises(ValueError, match="y must be None"):
+        ag.deepfool_margins(net, dataset, y)
+    with pytest.raises(ValueError, match="labels are required"):
+        ag.robust_accuracy(net, TensorDataset(torch.as_tensor(x)), eps=0.1)
+    odd = [(torch.as_tensor(x[i : i + 5]), ["cat"] * 5) for i in range(0, 20, 5)]
+    with pytest.raises(TypeError, match="labels (of )?x"):
+        ag.deepfool_margins(net, odd_loader(odd))
+    with pytest.raises(TypeError, match="must yield inputs"):
+        ag.deepfool_margins(net, odd_loader([{"x": torch.as_tensor(x)}]))
+    bad = x.copy()
+    bad[13] = np.inf
+    with pytest.raises(ValueError, match=r"samples 8\.\.15.*NaN or inf"):
+        ag.deepfool_margins(net, TensorDataset(torch.as_tensor(bad)), batch_size=8, chunk_size=8)
+
+
+def odd_loader(batches: list) -> DataLoader:
+    """A DataLoader yielding the given batches as they are (batch_size=None: no collation)."""
+    return DataLoader(batches, batch_size=None)
+
+
+def _count(caplog) -> tuple[int, int]:
+    lines = [r.getMessage() for r in caplog.records if r.name == "art_geometry.sweep"]
+    found = [re.search(r"(\d+) chunk\(s\) loaded, (\d+) computed", m) for m in lines]
+    loaded = sum(int(f.group(1)) for f in found if f)
+    computed = sum(int(f.group(2)) for f in found if f)
+    return loaded, computed
+
+
+def test_checkpoint_resumes_and_refuses_another_sweep(tmp_path, caplog):
+    x, y = worker.data(40)
+    net = worker.model()
+    caplog.set_level(logging.INFO, logger="art_geometry.sweep")
+    first = ag.deepfool_margins(net, x, y, batch_size=8, chunk_size=8, checkpoint=tmp_path)
+    assert _count(caplog) == (0, 5)
+    caplog.clear()
+    # seed=None again: the manifest's seed is used, so the sweep resumes
+    again = ag.deepfool_margins(net, x, y, batch_size=8, chunk_size=8, checkpoint=tmp_path)
+    assert _count(caplog) == (5, 0)
+    plain = ag.deepfool_margins(net, x, y, seed=first.params["seed"], batch_size=8)
+    assert again.to_dict() == first.to_dict() and np.array_equal(first.margins, plain.margins)
+    with pytest.raises(ValueError, match="overshoot"):
+        ag.deepfool_margins(net, x, y, batch_size=8, chunk_size=8, checkpoint=tmp_path, overshoot=0.05)
+    other = worker.model()
+    with torch.no_grad():
+        other.fc2.bias += 1
+    with pytest.raises(ValueError, match="model"):
+        ag.deepfool_margins(other, x, y, batch_size=8, chunk_size=8, checkpoint=tmp_path)
+    changed = x.copy()
+    changed[10] += 0.5
+    with pytest.raises(ValueError, match=r"chunk 1 \(samples 8\.\.15\) was computed on other data"):
+        ag.deepfool_margins(net, changed, y, batch_size=8, chunk_size=8, checkpoint=tmp_path)
+    # a corrupt chunk is detected by its checksum, recomputed, and the result is unchanged
+    chunk = tmp_path / "deepfool_margins" / "chunk-000002.npz"
+    chunk.write_bytes(chunk.read_bytes()[:-100])
+    caplog.clear()
+    with pytest.warns(UserWarning, match="corrupt or truncated"):
+        repaired = ag.deepfool_margins(net, x, y, batch_size=8, chunk_size=8, checkpoint=tmp_path)
+    assert _count(caplog) == (4, 1) and repaired.to_dict() == first.to_dict()
+
+
+def test_checkpoint_bad_paths(tmp_path):
+    x, _ = worker.data(8)
+    net = worker.model()
+    afile = tmp_path / "file"
+    afile.write_text("")
+    with pytest.raises(ValueError, match="not a directory"):
+        ag.deepfool_margins(net, x, checkpoint=afile)
+    with pytest.raises(ValueError, match="not writable"):
+        ag.deepfool_margins(net, x, checkpoint=afile / "sub")
+    with pytest.raises(TypeError, match="checkpoint must be a directory path"):
+        ag.deepfool_margins(net, x, checkpoint=3)
+    with pytest.raises(ValueError, match="chunk_size"):
+        ag.deepfool_margins(net, x, chunk_size=0)
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_mid_sweep_then_resume(tmp_path, caplog):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEP_WORKER_DELAY": "0.05", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(WORKER), "slow", str(tmp_path)], cwd=ROOT, env=env)
+    chunks = tmp_path / "deepfool_margins"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(chunks.glob("chunk-*.npz"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    finished = len(list(chunks.glob("chunk-*.npz")))
+    assert 3 <= finished < 8, finished
+    x, y = worker.data(64)
+    net = worker.model()
+    caplog.set_level(logging.INFO, logger="art_geometry.sweep")
+    resumed = ag.deepfool_margins(net, x, y, seed=3, batch_size=8, chunk_size=8, checkpoint=tmp_path)
+    assert _count(caplog) == (finished, 8 - finished)
+    whole = ag.deepfool_margins(net, x, y, seed=3, batch_size=8, chunk_size=8)
+    assert resumed.to_dict() == whole.to_dict()
