@@ -27,7 +27,7 @@ from art_geometry._rng import resolve_seed
 from art_geometry._sources import ArraySource, Source
 from art_geometry._validation import check_array, check_labels, check_positive_int
 
-__all__ = ["SweepOptions", "Chunk", "sweep", "stack", "shared_seed"]
+__all__ = ["SweepOptions", "Chunk", "sweep", "stack", "shared_seed", "chunk_seed"]
 
 logger = logging.getLogger("art_geometry.sweep")
 
@@ -58,7 +58,9 @@ class SweepOptions:
         :return: The validated options.
         """
         if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
-            raise TypeError(f"checkpoint must be a directory path (str or os.PathLike), got {type(checkpoint).__name__}")
+            raise TypeError(
+                f"checkpoint must be a directory path (str or os.PathLike), got {type(checkpoint).__name__}"
+            )
         if isinstance(checkpoint, str) and not checkpoint:
             raise ValueError("checkpoint is an empty path: pass a directory or None")
         return cls(
@@ -89,6 +91,16 @@ def shared_seed(seed: "int | None", options: SweepOptions, key: str, drawn: "int
         if stored is not None and "seed" in stored:
             return int(stored["seed"])
     return int(agree(resolve_seed(None) if drawn is None else drawn))
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    """
+    :param seed: The sweep's seed.
+    :param index: A chunk's index.
+    :return: The seed of that chunk's random draws: ``seed`` itself for the first chunk, one derived from
+             ``(seed, index)`` for the others (so draws do not depend on which rank computes the chunk).
+    """
+    return seed if index == 0 else int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def _source(prep: Prepared) -> Source:

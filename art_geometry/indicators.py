@@ -31,8 +31,9 @@ are found by these restarts, as on breakdown); the full spectrum from all ``D`` 
 
 from __future__ import annotations
 
+import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -44,10 +45,11 @@ from art_geometry._decision import decision_labels, decision_values
 from art_geometry._gradients import input_gradients
 from art_geometry._model import ModelView
 from art_geometry._norms import Norm
-from art_geometry._prepare import prepare
+from art_geometry._prepare import Prepared, prepare
 from art_geometry._results import ResultMixin, describe
 from art_geometry._rng import generator, resolve_seed
 from art_geometry._settings import HessianSettings
+from art_geometry._sweep import Chunk, SweepOptions, chunk_seed, shared_seed, stack, sweep
 from art_geometry._validation import check_bool, check_number, check_positive_int
 
 __all__ = [
@@ -417,6 +419,8 @@ def jacobian_stats(
     threshold: float = 1e-3,
     batch_size: int = 256,
     verbose: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
 ) -> JacobianResult:
     """
     The input gradient ``J = grad_x L`` of the decision function ``L = Z_t - max_{i != t} Z_i`` per sample, its
@@ -429,31 +433,43 @@ def jacobian_stats(
     :param threshold: Magnitude below which a gradient entry counts as zero, ``>= 0``.
     :param batch_size: Samples per pass.
     :param verbose: Show progress bars.
+    :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md); ``x`` may
+                       be a ``Dataset`` / ``DataLoader``, and the samples are sharded over the ranks of an
+                       initialised ``torch.distributed`` process group.
+    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
     :return: A :class:`JacobianResult`.
     """
     threshold = check_number(threshold, "threshold", minimum=0.0)
     batch_size = check_positive_int(batch_size, "batch_size")
     verbose = check_bool(verbose, "verbose")
-    prep = prepare(classifier, x, y)
-    view, x = prep.view, prep.x
-    with view.evaluating():
-        labels = decision_labels(prep, batch_size, verbose=verbose)
-        values, grads = [], []
-        for part in input_gradients(
-            view, x, batch_size, _decision_objective, labels=labels, verbose=verbose, desc="jacobian"
-        ):
-            values.append(part.values)
-            grads.append(part.grad.flatten(1))
-    j = torch.cat(grads).double()
+    options = SweepOptions.build(checkpoint, chunk_size)
+    prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
+    view, shape = prep.view, prep.sample_shape
+
+    def compute(chunk: Prepared, index: int) -> Chunk:
+        with view.evaluating():
+            labels = decision_labels(chunk, batch_size)
+            values, grads = [], []
+            for part in input_gradients(view, chunk.x, batch_size, _decision_objective, labels=labels):
+                values.append(part.values)
+                grads.append(part.grad.flatten(1))
+        j = torch.cat(grads).double()
+        return {
+            "gradients": j.reshape(len(labels), *shape).cpu().numpy(),
+            "l1": j.abs().sum(dim=1).cpu().numpy(),
+            "l2": j.norm(dim=1).cpu().numpy(),
+            "sparsity": (j.abs() < threshold).double().mean(dim=1).cpu().numpy(),
+            "decision": torch.cat(values).double().cpu().numpy(),
+            "labels": labels,
+        }
+
+    params = {"threshold": threshold, "batch_size": batch_size}
+    chunks = sweep(prep, compute, batch_size=batch_size, options=options, key="jacobian_stats", settings=params,
+                   verbose=verbose, desc="jacobian")
     return JacobianResult(
-        gradients=j.reshape(len(x), *x.shape[1:]).cpu().numpy(),
-        l1=j.abs().sum(dim=1).cpu().numpy(),
-        l2=j.norm(dim=1).cpu().numpy(),
-        sparsity=(j.abs() < threshold).double().mean(dim=1).cpu().numpy(),
-        decision=torch.cat(values).double().cpu().numpy(),
-        labels=labels,
+        **{name: stack(chunks, name) for name in ("gradients", "l1", "l2", "sparsity", "decision", "labels")},
         threshold=threshold,
-        params={"threshold": threshold, "batch_size": batch_size},
+        params=params,
     )
 
 
@@ -490,6 +506,8 @@ def hessian_eigenvalues(
     settings: HessianSettings | None = None,
     batch_size: int = 16,
     verbose: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
     **options: Any,
 ) -> HessianResult:
     """
@@ -514,36 +532,51 @@ def hessian_eigenvalues(
                      ``"loss"``, ``full``, ``zero_tol``, ``tol``, ``seed``); default ``HessianSettings()``.
     :param batch_size: Samples per chunk (each chunk keeps its double-backward graph in memory).
     :param verbose: Show progress bars.
+    :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md); ``x`` may
+                       be a ``Dataset`` / ``DataLoader``, and the samples are sharded over the ranks of an
+                       initialised ``torch.distributed`` process group.
+    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
     :param options: Overrides of single settings fields, e.g. ``k=5, of="loss"``.
     :return: A :class:`HessianResult`; ``params`` holds the settings used (the seed drawn for ``seed=None``).
     """
     settings = HessianSettings.build(settings, options)
     run = _Run.of(settings, check_positive_int(batch_size, "batch_size"), check_bool(verbose, "verbose"))
-    prep = prepare(classifier, x, y)
-    view, x = prep.view, prep.x
+    sweep_options = SweepOptions.build(checkpoint, chunk_size)
+    prep = prepare(classifier, x, y, stream=True, batch_size=run.batch_size)
+    key = "hessian_eigenvalues"
+    run = replace(run, seed=shared_seed(settings.seed, sweep_options, key, run.seed))
+    view = prep.view
     of, full, zero_tol, tol = settings.of, settings.full, settings.zero_tol, settings.tol
-    batch_size, verbose = run.batch_size, run.verbose
-    dim = int(np.prod(x.shape[1:]))
+    batch_size = run.batch_size
+    dim = int(np.prod(prep.sample_shape))
     if full and dim > FULL_SPECTRUM_MAX_DIM:
         raise ValueError(
             f"full=True builds the {dim} x {dim} Hessian; inputs of more than {FULL_SPECTRUM_MAX_DIM} dimensions "
             "need the top-k solver (full=False)"
         )
     k = dim if full else _check_k(settings.k, dim)
-    gen = generator(run.seed)
-    with view.evaluating():
-        labels = decision_labels(prep, batch_size, verbose=verbose)
+
+    def compute(chunk: Prepared, index: int) -> Chunk:
+        gen = generator(chunk_seed(run.seed, index))
         eigs, products = [], 0
-        for batch in batches(view, x, batch_size, labels=labels, verbose=verbose, desc="hessian"):
-            op = _InputHessian(view, batch.x, batch.y, of)
-            if full:
-                eigs.append(_full_spectrum(op, max(1, 512 // len(batch.x))))
-                products = dim
-            else:
-                top, steps = _lanczos(op, k, tol, gen)
-                eigs.append(top)
-                products = max(products, steps)
-    lam = torch.cat(eigs).double().cpu().numpy()
+        with view.evaluating():
+            labels = decision_labels(chunk, batch_size)
+            for batch in batches(view, chunk.x, batch_size, labels=labels):
+                op = _InputHessian(view, batch.x, batch.y, of)
+                if full:
+                    eigs.append(_full_spectrum(op, max(1, 512 // len(batch.x))))
+                    products = dim
+                else:
+                    top, steps = _lanczos(op, k, tol, gen)
+                    eigs.append(top)
+                    products = max(products, steps)
+        return {"eigenvalues": torch.cat(eigs).double().cpu().numpy(), "labels": labels,
+                "products": np.full(len(labels), products, dtype=np.int64)}
+
+    chunks = sweep(prep, compute, batch_size=batch_size, options=sweep_options, key=key, settings=run.params(k=k),
+                   verbose=run.verbose, desc="hessian")
+    labels, products = stack(chunks, "labels"), int(stack(chunks, "products").max())
+    lam = stack(chunks, "eigenvalues")
     if of == "decision" and np.all(np.abs(lam) <= zero_tol):
         warnings.warn(
             "every eigenvalue of the decision-function Hessian is zero: the model is piecewise linear (ReLU) "
@@ -575,6 +608,8 @@ def robustness_indicator(
     settings: HessianSettings | None = None,
     batch_size: int = 16,
     verbose: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
     **options: Any,
 ) -> IndicatorResult:
     """
@@ -604,6 +639,10 @@ def robustness_indicator(
                      ``"decision"`` and ``full`` False.
     :param batch_size: Samples per chunk.
     :param verbose: Show progress bars.
+    :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md); ``x`` may
+                       be a ``Dataset`` / ``DataLoader``, and the samples are sharded over the ranks of an
+                       initialised ``torch.distributed`` process group.
+    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
     :param options: Overrides of single settings fields (``k``, ``tol``, ``seed``).
     :return: An :class:`IndicatorResult`; ``params`` holds ``eps``, ``norm`` and the solver settings used.
     """
@@ -614,30 +653,42 @@ def robustness_indicator(
         raise ValueError("robustness_indicator bounds the decision function: its settings need of='decision', "
                          "full=False")
     run = _Run.of(settings, check_positive_int(batch_size, "batch_size"), check_bool(verbose, "verbose"))
-    batch_size, verbose = run.batch_size, run.verbose
-    prep = prepare(classifier, x, y)
-    view, x = prep.view, prep.x
-    dim = int(np.prod(x.shape[1:]))
+    sweep_options = SweepOptions.build(checkpoint, chunk_size)
+    batch_size = run.batch_size
+    prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
+    key = "robustness_indicator"
+    run = replace(run, seed=shared_seed(settings.seed, sweep_options, key, run.seed))
+    view = prep.view
+    dim = int(np.prod(prep.sample_shape))
     k = _check_k(settings.k, dim)
     tol = settings.tol
-    gen = generator(run.seed)
-    with view.evaluating():
-        labels = decision_labels(prep, batch_size, verbose=verbose)
+
+    def compute(chunk: Prepared, index: int) -> Chunk:
+        gen = generator(chunk_seed(run.seed, index))
         values, grads, lams = [], [], []
-        for batch in batches(view, x, batch_size, labels=labels, verbose=verbose, desc="indicator"):
-            op = _InputHessian(view, batch.x, batch.y, "decision")
-            values.append(op.values)
-            grads.append(op.grad)
-            lams.append(_lanczos(op, k, tol, gen)[0][:, 0].abs())
-    j = torch.cat(grads).double()
-    lam = torch.cat(lams).double()
+        with view.evaluating():
+            labels = decision_labels(chunk, batch_size)
+            for batch in batches(view, chunk.x, batch_size, labels=labels):
+                op = _InputHessian(view, batch.x, batch.y, "decision")
+                values.append(op.values)
+                grads.append(op.grad)
+                lams.append(_lanczos(op, k, tol, gen)[0][:, 0].abs())
+        return {"values": torch.cat(values).double().cpu().numpy(), "labels": labels,
+                "grads": torch.cat(grads).double().cpu().numpy(), "lam": torch.cat(lams).double().cpu().numpy()}
+
+    params = {"eps": eps, "norm": ball.to_json(), **run.params(k=k)}
+    chunks = sweep(prep, compute, batch_size=batch_size, options=sweep_options, key=key, settings=params,
+                   verbose=run.verbose, desc="indicator")
+    j = torch.as_tensor(stack(chunks, "grads"))
+    lam = torch.as_tensor(stack(chunks, "lam"))
+    labels = stack(chunks, "labels")
     l1, l2 = j.abs().sum(dim=1), j.norm(dim=1)
     # sum |J_i| |d_i| <= eps ||J||_q (q the dual norm); the largest ||d||_2^2 on the p-ball of radius eps is
     # D^(1 - 2/p) eps^2 (p >= 2: D eps^2 for inf, eps^2 for 2)
     first = eps * ball.dual.measure(j)
     curvature = 0.5 * lam * dim ** (1 - 2 / ball.p) * eps**2
     bound = first + curvature
-    decision = torch.cat(values).double()
+    decision = torch.as_tensor(stack(chunks, "values"))
     return IndicatorResult(
         decision=decision.cpu().numpy(),
         first_order=first.cpu().numpy(),
@@ -651,5 +702,5 @@ def robustness_indicator(
         eps=eps,
         norm=ball.p,
         dim=dim,
-        params={"eps": eps, "norm": ball.to_json(), **run.params(k=k)},
+        params=params,
     )

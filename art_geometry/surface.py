@@ -18,6 +18,7 @@ in chunks of ``batch_size``, with the decision function and the cross-entropy co
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,9 +32,10 @@ from art_geometry._batching import batches, predict_logits
 from art_geometry._decision import decision_labels, decision_values
 from art_geometry._gradients import input_gradients
 from art_geometry._model import ModelView
-from art_geometry._prepare import prepare
+from art_geometry._prepare import Prepared, prepare
 from art_geometry._results import ResultMixin, describe
 from art_geometry._rng import generator, resolve_seed
+from art_geometry._sweep import Chunk, SweepOptions, stack, sweep
 from art_geometry._validation import check_bool, check_choice, check_int, check_number, check_positive_int, check_seed
 
 __all__ = [
@@ -54,6 +56,8 @@ def decision_function(
     *,
     batch_size: int = 256,
     verbose: bool = False,
+    checkpoint: "str | os.PathLike[str] | None" = None,
+    chunk_size: "int | None" = None,
 ) -> np.ndarray:
     """
     The decision function ``L(x) = Z_t(x) - max_{i != t} Z_i(x)`` of Yu et al. (2019, Sec. 4) per sample.
@@ -63,17 +67,29 @@ def decision_function(
     :param y: Labels ``t`` (indices or one-hot); ``None`` uses the model's prediction (then ``L >= 0``).
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
+    :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md); ``x`` may
+                       be a ``Dataset`` / ``DataLoader``, and the samples are sharded over the ranks of an
+                       initialised ``torch.distributed`` process group.
+    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
     :return: ``(N,)`` float64 values; negative where the model does not predict ``t``.
     """
     batch_size = check_positive_int(batch_size, "batch_size")
     verbose = check_bool(verbose, "verbose")
-    prep = prepare(classifier, x, y)
+    options = SweepOptions.build(checkpoint, chunk_size)
+    prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
     view = prep.view
-    with view.evaluating():
-        logits = predict_logits(view, prep.x, batch_size, verbose=verbose)
-        labels = logits.argmax(dim=1) if prep.labels is None else torch.as_tensor(prep.labels, device=view.device)
-        values, _ = decision_values(logits, labels)
-    return values.double().cpu().numpy()
+
+    def compute(chunk: Prepared, index: int) -> Chunk:
+        with view.evaluating():
+            logits = predict_logits(view, chunk.x, batch_size)
+            pred = logits.argmax(dim=1)
+            labels = pred if chunk.labels is None else torch.as_tensor(chunk.labels, device=view.device)
+            values, _ = decision_values(logits, labels)
+        return {"values": values.double().cpu().numpy()}
+
+    chunks = sweep(prep, compute, batch_size=batch_size, options=options, key="decision_function",
+                   settings={"batch_size": batch_size}, verbose=verbose, desc="decision")
+    return stack(chunks, "values")
 
 
 @dataclass(frozen=True)

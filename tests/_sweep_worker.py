@@ -63,7 +63,10 @@ def families(net: nn.Module, x: Any, y: Any) -> dict[str, np.ndarray]:
     inc = ag.inclusion_ratio(net, x[:60], x[60:], y_test=y[60:], layer="fc1", **opts)
     # ART's attacks feed float32 arrays: a float32 copy of the model for them
     r = ag.robust_accuracy(copy.deepcopy(net).float(), x, y, attack="pgd", eps=0.1, max_iter=3, seed=5, **opts)
+    j = ag.jacobian_stats(net, x, y, **opts)
+    h = ag.hessian_eigenvalues(net, x[:30], y[:30], of="loss", k=2, seed=2, batch_size=4, chunk_size=8)
     return {
+        "decision": ag.decision_function(net, x, y, **opts), "jacobian_l1": j.l1, "hessian": h.eigenvalues,
         "margins": m.margins, "success": m.success, "pred": m.predictions, "iterations": m.iterations,
         "sub_margins": s.margins, "sub_success": s.success,
         "region_ids": p.region_ids, "counts": p.counts, "n_regions": np.array(p.n_regions),

@@ -36,7 +36,7 @@ from art_geometry._norms import Norm
 from art_geometry._prepare import Prepared, prepare, prepare_more
 from art_geometry._rng import seeded
 from art_geometry._settings import AttackSettings
-from art_geometry._sweep import Chunk, SweepOptions, shared_seed, stack, sweep
+from art_geometry._sweep import Chunk, SweepOptions, chunk_seed, shared_seed, stack, sweep
 from art_geometry._distributed import world
 from art_geometry._validation import check_bool, check_number, check_positive_int
 from art_geometry.robustness.attacks import (
@@ -97,11 +97,6 @@ def _predictions(prep: Prepared, x: "np.ndarray | torch.Tensor", batch_size: int
         return predict_logits(prep.view, x, batch_size).argmax(dim=1).cpu().numpy()
 
 
-def _chunk_seed(seed: int, index: int) -> int:
-    """The seed of chunk ``index``: ``seed`` itself for the first chunk, a derived one for the others."""
-    return seed if index == 0 else int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
-
-
 def _instance_settings(attack: Any) -> "str | None":
     """A description of an attack instance's own hyper-parameters, for the checkpoint manifest."""
     if attack is None:
@@ -137,7 +132,7 @@ def _robust(
     def compute(chunk: Prepared, index: int) -> Chunk:
         if chunk.labels is None:
             raise ValueError("labels are required: the data must yield (inputs, labels) pairs")
-        with seeded(_chunk_seed(spec.seed, index)):
+        with seeded(chunk_seed(spec.seed, index)):
             x_adv = _adversarial(chunk, attack, estimator, batch_size)
         clean_pred = _predictions(chunk, chunk.x, batch_size)
         adv_pred = _predictions(chunk, x_adv, batch_size)
