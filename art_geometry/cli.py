@@ -445,17 +445,19 @@ def _sweep(args: argparse.Namespace, data: Dataset, model: torch.nn.Module) -> i
     x, y = x[: args.samples], y[: args.samples]
     with _process_group(args.device) as device:
         model = model.to(device)
-        common = {"batch_size": args.batch_size, "verbose": not args.quiet, "checkpoint": args.checkpoint}
+        common: dict[str, Any] = {"batch_size": args.batch_size, "verbose": not args.quiet,
+                                  "checkpoint": args.checkpoint}
+        norm = {} if args.norm is None else {"norm": args.norm}
         if args.family == "margins":
-            result = ag.deepfool_margins(model, x, y, norm=args.norm, seed=args.seed, **common)
+            result = ag.deepfool_margins(model, x, y, seed=args.seed, **norm, **common)
         elif args.family == "subspace":
             subspaces = ag.dct_subspaces(data.input_shape, block_size=args.block_size, stride=args.block_size)
-            result = ag.subspace_margins(model, x, y, subspaces=subspaces, norm=args.norm, seed=args.seed, **common)
+            result = ag.subspace_margins(model, x, y, subspaces=subspaces, seed=args.seed, **norm, **common)
         elif args.family == "prs":
             result = ag.populated_region_set(model, x, y, layer=args.layer, **common)
         else:
-            result = ag.robust_accuracy(model, x, y, attack=args.attack, eps=args.eps, norm=args.norm,
-                                        seed=args.seed, **common)
+            result = ag.robust_accuracy(model, x, y, attack=args.attack, eps=args.eps, seed=args.seed, **norm,
+                                        **common)
         rank, size = world()
     if rank == 0:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -497,7 +499,8 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     swp.add_argument("--samples", type=_positive_int, default=None, help="first N samples of the split (default all)")
     swp.add_argument("--out", default="sweep.json", help="result JSON file (default: sweep.json)")
     swp.add_argument("--checkpoint", help="directory for finished chunks; a rerun resumes from it")
-    swp.add_argument("--norm", default="2", help="margins/subspace/robust: 2 or inf (default 2)")
+    swp.add_argument("--norm", help="margins/subspace/robust: 2 or inf (default: the family's, 2 for margins, "
+                     "inf for robust)")
     swp.add_argument("--block-size", type=_positive_int, default=8, help="subspace: DCT block size (default 8)")
     swp.add_argument("--layer", help="prs: layer name (default: the input of the last nn.Linear)")
     swp.add_argument("--attack", default="pgd", help="robust: fgsm, bim, pgd or autoattack (default pgd)")

@@ -5,6 +5,7 @@ and checkpointed sweeps resume without recomputing finished chunks (including af
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import art_geometry as ag
+from art_geometry.datasets import load_digits
 from tests import _sweep_worker as worker
 from tests.helpers import assert_unchanged
 
@@ -203,3 +205,55 @@ def test_kill_minus_nine_mid_sweep_then_resume(tmp_path, caplog):
     assert _count(caplog) == (finished, 8 - finished)
     whole = ag.deepfool_margins(net, x, y, seed=3, batch_size=8, chunk_size=8)
     assert resumed.to_dict() == whole.to_dict()
+
+
+def make_seeded() -> torch.nn.Module:
+    """A factory (``tests.test_sweeps:make_seeded``) with the same weights at every call."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+
+
+@pytest.mark.parametrize("family", ["margins", "prs", "robust", "subspace"])
+def test_cli_sweep_writes_the_api_result_and_resumes(tmp_path, caplog, capsys, family):
+    from art_geometry.cli import main
+
+    out, ckpt = tmp_path / "r.json", tmp_path / "ck"
+    args = ["sweep", "--family", family, "--model", "tests.test_sweeps:make_seeded", "--data", "digits",
+            "--samples", "40", "--batch-size", "8", "--checkpoint", str(ckpt), "--out", str(out), "--quiet",
+            "--block-size", "4", "--eps", "0.1"]
+    caplog.set_level(logging.INFO, logger="art_geometry.sweep")
+    assert main(args) == 0
+    first = out.read_text()
+    d = load_digits()
+    x, y = d.x_test[:40], d.y_test[:40]
+    kinds = {
+        "margins": (ag.MarginResult, lambda: ag.deepfool_margins(make_seeded(), x, y, seed=0, batch_size=8)),
+        "prs": (ag.PRSResult, lambda: ag.populated_region_set(make_seeded(), x, y, batch_size=8)),
+        "robust": (ag.RobustnessResult, lambda: ag.robust_accuracy(make_seeded(), x, y, attack="pgd", eps=0.1,
+                                                                   seed=0, batch_size=8)),
+        "subspace": (ag.SubspaceMarginResult, lambda: ag.subspace_margins(
+            make_seeded(), x, y, subspaces=ag.dct_subspaces((1, 8, 8), block_size=4, stride=4), seed=0,
+            batch_size=8)),
+    }
+    kind, direct = kinds[family]
+    with pytest.warns(UserWarning) if family == "robust" else contextlib.nullcontext():
+        want = direct()
+    assert kind.from_json(first).to_dict() == want.to_dict()
+    caplog.clear()
+    assert main(args) == 0
+    assert out.read_text() == first and _count(caplog)[1] == 0 and "written to" in capsys.readouterr().out
+
+
+def test_cli_sweep_bad_arguments(tmp_path, capsys):
+    from art_geometry.cli import main
+
+    base = ["sweep", "--model", "tests.test_sweeps:make_seeded", "--data", "digits", "--samples", "8"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*base, "--family", "margins", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and "is a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--family", "prs", "--layer", "nope", "--out", str(tmp_path / "r.json")])
+    assert "nope" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--family", "regions"])
+    assert "invalid choice" in capsys.readouterr().err
