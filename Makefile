@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 OUT    ?= report_out
 
-.PHONY: venv data demo test docs bench clean
+.PHONY: venv data chromium demo test docs bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,16 @@ data:
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
 		|| echo "dataset-fashion-mnist not installed; Fashion-MNIST tests will skip"; fi
 
+# Debian's Chromium for the report's browser test (optional: tests/test_report_browser.py skips without it).
+chromium:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
+		|| echo "chromium not installed; the report's browser test will skip"; fi
+
 demo: venv data
 	$(VENV)/bin/art-geometry report --demo --out $(OUT)
 
-test: venv data
+test: venv data chromium
 	$(PY) -m pytest -q tests
 
 # The documentation site (mkdocs + mkdocstrings API reference); --strict: a broken link or a docstring that does not

@@ -1,20 +1,24 @@
 """
 The one result protocol: frozen dataclasses of per-sample numpy arrays and the settings used, with
 ``summary()``, ``to_dict()`` / ``from_dict()`` (JSON-safe round trip), ``to_json()`` / ``from_json()`` and a short
-``print(result)``.
+``print(result)``; the per-sample arrays as columns (``to_columns()``), CSV (``to_csv()``), Parquet
+(``to_parquet()``, with ``pyarrow``) or a pandas ``DataFrame`` (``to_frame()``, with ``pandas``).
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
+import os
 import typing
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ResultMixin", "jsonable", "describe"]
+__all__ = ["ResultMixin", "columns_of", "describe", "jsonable", "write_csv", "write_parquet"]
 
 
 def jsonable(value: Any) -> Any:
@@ -98,11 +102,94 @@ def _flatten(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]
     return rows
 
 
+def _axis_columns(name: str, array: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """
+    :return: The columns of one array field: itself when it is ``(n,)``; ``name_j`` for column ``j`` of an
+             ``(n, k)`` array and for row ``j`` of a ``(k, n)`` one; none for any other shape.
+    """
+    if array.ndim == 1 and len(array) == n:
+        return {name: array}
+    if array.ndim == 2 and array.shape[0] == n:
+        return {f"{name}_{j}": array[:, j] for j in range(array.shape[1])}
+    if array.ndim == 2 and array.shape[1] == n:
+        return {f"{name}_{j}": array[j] for j in range(array.shape[0])}
+    return {}
+
+
+def columns_of(data: dict[str, Any]) -> dict[str, np.ndarray]:
+    """
+    The per-sample arrays of a result, from its :meth:`ResultMixin.to_dict` output (or that dict read back from a
+    ``report.json``), as equal-length columns: an array field is per-sample when one of its axes has the result's
+    ``summary()["n_samples"]`` entries (``(N,)`` is one column, ``(N, k)`` and ``(k, N)`` are ``k`` columns
+    ``name_0 ... name_{k-1}``); list fields of ``N`` strings (e.g. the method per sample) are columns too. Images and
+    other arrays with more axes are left out.
+
+    :param data: A result dict (keys ``dtypes`` and ``summary`` among its fields).
+    :return: Columns by name, in field order, each of length ``N``.
+    :raises ValueError: When ``data`` is not a result dict.
+    """
+    if not isinstance(data, dict) or "dtypes" not in data or "n_samples" not in data.get("summary", {}):
+        raise ValueError("data must be the to_dict() of a result (with 'dtypes' and 'summary.n_samples')")
+    n = int(data["summary"]["n_samples"])
+    out: dict[str, np.ndarray] = {}
+    for name, value in data.items():
+        if name in data["dtypes"] and value is not None:
+            out.update(_axis_columns(name, np.asarray(_restore(value), dtype=data["dtypes"][name]), n))
+        elif isinstance(value, list) and len(value) == n and all(isinstance(v, str) for v in value):
+            out[name] = np.asarray(value, dtype=object)
+    return out
+
+
+def write_csv(columns: dict[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
+    """
+    Write equal-length columns as a CSV file with a header row; floats with 17 significant digits (they read back
+    bit-identical), non-finite ones as ``inf``, ``-inf``, ``nan`` (pandas reads those as floats).
+
+    :param columns: Columns by name (e.g. :func:`columns_of`).
+    :param path: The file to write (its folder is created).
+    :return: The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def cell(v: Any) -> Any:
+        return repr(float(v)) if isinstance(v, (float, np.floating)) else (int(v) if isinstance(v, np.integer) else v)
+
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(list(columns))
+        for row in zip(*columns.values()):
+            writer.writerow([cell(v) for v in row])
+    return path
+
+
+def write_parquet(columns: dict[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
+    """
+    Write equal-length columns as a Parquet file (needs ``pyarrow``: ``pip install art-geometry[export]``).
+
+    :param columns: Columns by name (e.g. :func:`columns_of`).
+    :param path: The file to write (its folder is created).
+    :return: The path written.
+    :raises ImportError: Without ``pyarrow``.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as err:
+        raise ImportError("Parquet export needs pyarrow: pip install 'art-geometry[export]'") from err
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table({k: (v.tolist() if v.dtype == object else v) for k, v in columns.items()})
+    pq.write_table(table, path)
+    return path
+
+
 class ResultMixin:
     """
     The result protocol, mixed into every result dataclass: ``summary()`` (scalar figures; every family uses the
     keys ``n_samples`` and ``params``), ``to_dict()`` / ``from_dict()`` (a JSON-safe round trip, array dtypes
-    kept), ``to_json()`` / ``from_json()``, and a short readable ``print(result)``.
+    kept), ``to_json()`` / ``from_json()``, the per-sample arrays as a table (``to_columns()``, ``to_csv()``,
+    ``to_parquet()``, ``to_frame()``) and a short readable ``print(result)``.
     """
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +242,39 @@ class ResultMixin:
         :return: The result object.
         """
         return cls.from_dict(json.loads(text))
+
+    def to_columns(self) -> dict[str, np.ndarray]:
+        """
+        :return: The per-sample arrays as equal-length columns, one row per sample (rule in :func:`columns_of`):
+                 e.g. ``margins``, ``success``, ``predictions``, ``labels``, ``correct`` of a margin result.
+        """
+        return columns_of(self.to_dict())
+
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """
+        :param path: The CSV file to write, one row per sample (``pandas.read_csv(path)`` reads it back).
+        :return: The path written.
+        """
+        return write_csv(self.to_columns(), path)
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
+        """
+        :param path: The Parquet file to write, one row per sample.
+        :return: The path written.
+        :raises ImportError: Without ``pyarrow``.
+        """
+        return write_parquet(self.to_columns(), path)
+
+    def to_frame(self) -> Any:
+        """
+        :return: The per-sample columns as a ``pandas.DataFrame``.
+        :raises ImportError: Without ``pandas``.
+        """
+        try:
+            import pandas as pd
+        except ImportError as err:
+            raise ImportError("to_frame needs pandas: pip install 'art-geometry[export]'") from err
+        return pd.DataFrame(self.to_columns())
 
     def summary(self) -> dict[str, Any]:
         """:return: The scalar figures of the result."""

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from art_geometry.cli import load_data, load_model, main
-from art_geometry.datasets import Dataset, MLP, make_classifier, train_classifier
-from art_geometry.report import SCHEMA_VERSION, RegionsSection, ReportContext, write_report
+from art_geometry.datasets import MLP, Dataset, make_classifier, train_classifier
+from art_geometry.report import (
+    SCHEMA_VERSION,
+    RegionsSection,
+    ReportContext,
+    validate_report,
+    write_report,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +36,27 @@ def test_regions_section_numbers_match_the_metrics(tiny_ctx, tmp_path):
         assert data[name]["inclusion"]["ratio"] == inclusion_ratio(clf, tiny_ctx.data.x_train, tiny_ctx.data.x_test).ratio
     page = html_path.read_text()
     assert page.count("<img") == 2 and "narrow" in page and "inclusion ratio" in page
-    assert ("wide", "PRS ratio (train)", f"{data['wide']['prs_train']['ratio']:.4f}") in rows
+    assert ("wide", "PRS ratio (train, all 300)", f"{data['wide']['prs_train']['ratio']:.4g}") in rows
+    assert ("wide", "PRS ratio (test, all 100)", f"{data['wide']['prs_test']['ratio']:.4g}") in rows
+    validate_report(report)
+    # one leaderboard record per model, the train and test PRS ratios under two different sample sets
+    records = {r["name"]: r for r in report["models"]}
+    assert list(records) == ["narrow", "wide"] and records["wide"]["architecture"] == "MLP"
+    assert records["wide"]["clean_accuracy"] is None and records["wide"]["dataset"] == "digits-300"
+    metrics = records["narrow"]["metrics"]
+    assert metrics["prs_ratio_train"]["samples"] == "train, all 300"
+    assert metrics["prs_ratio_test"]["samples"] == "test, all 100"
+    assert metrics["prs_ratio_train"]["value"] == data["narrow"]["prs_train"]["ratio"]
+    assert page.count('<tr><td data-v="') == 2
+    # the per-sample tables: region id of every training sample, as the metric computes it
+    exports = {(e["path"][0], e["path"][1]): e for e in report["exports"]}
+    table = exports[("wide", "prs_train")]
+    assert table["rows"] == 300 and table["parquet"] is None or table["parquet"].endswith(".parquet")
+    with (tmp_path / table["csv"]).open() as fh:
+        header, *lines = fh.read().splitlines()
+    ids = [int(line.split(",")[header.split(",").index("region_ids")]) for line in lines]
+    expected = populated_region_set(tiny_ctx.models["wide"], tiny_ctx.data.x_train).region_ids
+    np.testing.assert_array_equal(ids, expected)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +87,10 @@ def test_cli_demo_tracks_every_model(tmp_path, small_npz):
     for h in histories.values():
         assert [r["epoch"] for r in h["epochs"]] == [0, 1]
         assert 0 <= h["epochs"][-1]["test"]["robust_accuracy"] <= h["epochs"][-1]["test"]["accuracy"]
-    assert (tmp_path / "report.html").read_text().count("<h3>") == 4
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('<details class="model"><summary><h3>') == 4
+    # the overlaid training curves: one figure per quantity, every model a line in it
+    assert "Training curves" in page and "on its own subset of 100 test samples" in page
 
 
 def test_cli_user_model_and_npz(tmp_path, digits):

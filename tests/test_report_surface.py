@@ -6,8 +6,13 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
+import torch
 
-from art_geometry.plots.surface import plot_surface_3d, plot_surface_comparison, plot_surface_contour
+from art_geometry.plots.surface import (
+    plot_surface_3d,
+    plot_surface_comparison,
+    plot_surface_contour,
+)
 from art_geometry.report.base import ReportContext
 from art_geometry.report.surface import SurfaceSection
 from art_geometry.surface import decision_surface
@@ -18,7 +23,6 @@ def test_section_compute_render_summary(trained_cnn, digits):
     ctx = ReportContext(models={"cnn": trained_cnn}, data=digits, n_samples=6, batch_size=64, verbose=False,
                         extras={"surface": {"n_show": 2, "resolution": 7, "n_jacobian": 6, "n_hessian": 2, "k": 3}})
     section = SurfaceSection()
-    x, _ = ctx.test_subset()
     with assert_unchanged(trained_cnn, digits.x_test):
         data = section.compute(ctx)
     json.dumps(data)
@@ -29,8 +33,26 @@ def test_section_compute_render_summary(trained_cnn, digits):
     html = section.render(data, ctx)
     assert html.count("<img") == 2 and "<table>" in html
     rows = section.summary_rows(data)
-    assert rows == [("cnn", "mean Jacobian l1", f"{np.mean(m['jacobian']['l1']):.4g}")]
+    assert rows == [
+        ("cnn", "mean Jacobian l1 (test subset, 6)", f"{np.mean(m['jacobian']['l1']):.4g}"),
+        ("cnn", "mean top |eigenvalue| of the loss Hessian (test subset, 2)",
+         f"{np.mean(np.abs(np.asarray(m['hessian']['eigenvalues'])[:, 0])):.4g}"),
+    ]
+    assert "gradients" not in m["jacobian"]
+    panels = section.panels(data, ctx)
+    assert [p.title for p in panels] == ["Decision surfaces, random planes", "Decision surfaces, adversarial planes"]
+    assert all(len(p.images) == 2 for p in panels)
     assert section.key == "surface" and section.title == "Decision surface"
+
+
+def test_random_planes_are_the_same_for_every_model(trained_cnn, digits):
+    """The side-by-side surfaces compare models on one plane: the random directions depend on the seed only."""
+    other = random_linear(10, (1, 8, 8), seed=1, dtype=torch.float32)
+    x = digits.x_test[:2]
+    a = decision_surface(trained_cnn, x, digits.y_test[:2], span=1.0, resolution=5, seed=3)
+    b = decision_surface(other, x, digits.y_test[:2], span=1.0, resolution=5, seed=3)
+    np.testing.assert_array_equal(a.alpha, b.alpha)
+    np.testing.assert_array_equal(a.beta, b.beta)
 
 
 def test_plots_return_figures():

@@ -3,17 +3,21 @@ Figures for the margin metrics: the margin distribution along each subspace, low
 tight!", Ortiz-Jimenez et al., NeurIPS 2020, Fig. 2), and histograms of the margins of correctly and incorrectly
 classified samples.
 
-Both take a result object (:class:`~art_geometry.MarginResult`, :class:`~art_geometry.SubspaceMarginResult`);
-a saved ``report.json`` is read back into one with ``MarginResult.from_dict``.
+classified samples; and, for comparing models, the margin distributions of several models on one axis
+(empirical CDFs) and their per-subspace medians with interquartile bands on one axis.
+
+They take result objects (:class:`~art_geometry.MarginResult`, :class:`~art_geometry.SubspaceMarginResult`), or
+mappings of them by model name; a saved ``report.json`` is read back into one with ``MarginResult.from_dict``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_subspace_margins", "plot_margin_histogram"]
+__all__ = ["plot_margin_distributions", "plot_margin_histogram", "plot_subspace_margins", "plot_subspace_medians"]
 
 
 def _norm_label(norm: Any) -> str:
@@ -84,5 +88,67 @@ def plot_margin_histogram(result: Any, bins: int = 30, ax: Any = None):
     ax.set_title(f"margins ({int((~ok).sum())} failed)", fontsize=9)
     if finite.size:
         ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _finite(result: Any) -> np.ndarray:
+    """:return: The successful, finite margins of a result."""
+    margins = np.asarray(result.margins, dtype=np.float64)
+    return margins[np.asarray(result.success, dtype=bool) & np.isfinite(margins)]
+
+
+def plot_margin_distributions(results: Mapping[str, Any], ax: Any = None) -> Any:
+    """
+    Empirical CDFs of the margins of several models on one axis: at margin ``r``, the fraction of the samples
+    whose boundary is closer than ``r`` (the samples an attack of budget ``r`` can move), failures counting as
+    never reached. Curves further right belong to models whose boundaries are further away.
+
+    :param results: :class:`~art_geometry.margins.MarginResult` by model name, in one norm, on the same samples.
+    :param ax: Axes to draw on; default a new figure.
+    :return: The figure, one step line per model labelled with its median.
+    :raises ValueError: When ``results`` is empty.
+    """
+    if not results:
+        raise ValueError("results is empty: pass at least one model's margins")
+    fig, ax = _axes(ax, (6.0, 3.6))
+    for name, result in results.items():
+        values = np.sort(_finite(result))
+        n = len(np.asarray(result.margins))
+        median = f"{np.median(values):.3g}" if values.size else "-"
+        ax.step(np.concatenate([[0.0], values]), np.arange(values.size + 1) / n, where="post",
+                label=f"{name} (median {median})")
+    norm = _norm_label(getattr(next(iter(results.values())), "norm", 2))
+    ax.set_xlabel(f"{norm} margin r")
+    ax.set_ylabel("fraction of samples with margin <= r")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_subspace_medians(results: Mapping[str, Any], ax: Any = None) -> Any:
+    """
+    Per-subspace median margin of several models on one axis, with a band from the 25th to the 75th percentile
+    of each subspace's finite margins ("Hold me tight!", Fig. 2, models overlaid).
+
+    :param results: :class:`~art_geometry.margins.SubspaceMarginResult` by model name, on the same subspaces.
+    :param ax: Axes to draw on; default a new figure.
+    :return: The figure, one line and band per model.
+    :raises ValueError: When ``results`` is empty.
+    """
+    if not results:
+        raise ValueError("results is empty: pass at least one model's subspace margins")
+    fig, ax = _axes(ax, (7.0, 3.6))
+    for name, result in results.items():
+        margins = np.asarray(result.margins, dtype=np.float64)
+        ok = np.asarray(result.success, dtype=bool) & np.isfinite(margins)
+        q = np.array([np.percentile(m[k], [25, 50, 75]) if k.any() else [np.nan] * 3 for m, k in zip(margins, ok)])
+        steps = np.arange(len(margins))
+        line = ax.plot(steps, q[:, 1], marker="o", markersize=3, label=name)[0]
+        ax.fill_between(steps, q[:, 0], q[:, 2], color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("subspace (low → high frequency)")
+    ax.set_ylabel(f"{_norm_label(getattr(next(iter(results.values())), 'norm', 2))} margin (median, IQR band)")
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig

@@ -6,7 +6,7 @@ and from a saved ``report.json`` alike.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from art_geometry.surface import SurfaceResult
 
-__all__ = ["plot_surface_contour", "plot_surface_3d", "plot_surface_comparison"]
+__all__ = ["plot_surface_3d", "plot_surface_comparison", "plot_surface_contour"]
 
 
 def _check_index(result: SurfaceResult, index: int) -> None:

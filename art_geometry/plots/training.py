@@ -1,18 +1,20 @@
 """
 Figures of a :class:`art_geometry.tracking.GeometryTracker` history: margins over epochs, train and test, correct
 against incorrect samples (the margins paper's Figs. 1-2); PRS ratio, inclusion ratio, accuracy and robust
-accuracy over epochs (the PRS paper's Fig. 5); and the correct/incorrect transitions between tracked epochs.
+accuracy over epochs (the PRS paper's Fig. 5); the correct/incorrect transitions between tracked epochs; and one
+quantity of several histories on one axis, to compare trainings.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from art_geometry._settings import AttackSettings
 
-__all__ = ["plot_margin_curves", "plot_prs_curves", "plot_transitions"]
+__all__ = ["plot_history_comparison", "plot_margin_curves", "plot_prs_curves", "plot_transitions"]
 
 _GROUPS = (("all", None), ("correct", "correct"), ("incorrect", "incorrect"))
 #: The tracker numbers epochs from 0 (epoch 0 = after the first epoch of training).
@@ -33,7 +35,7 @@ def plot_margin_curves(
     norm: str = "l2",
     stat: str = "median",
     *,
-    axes: "Sequence[Any] | None" = None,
+    axes: Sequence[Any] | None = None,
     label: str = "",
     linestyle: str = "-",
 ) -> Any:
@@ -138,4 +140,45 @@ def plot_transitions(history: dict[str, Any], subset: str = "test", *, ax: Any =
     ax.set_xlabel("tracked epochs (0-based)")
     ax.set_ylabel(f"{subset} samples")
     ax.legend(fontsize=8)
+    return ax.figure
+
+
+def _lookup(record: dict[str, Any], path: Sequence[str]) -> float:
+    value: Any = record
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return float("nan")
+        value = value[key]
+    return _num(value)
+
+
+def plot_history_comparison(
+    histories: Mapping[str, dict[str, Any]], path: Sequence[str], label: str, *, ax: Any = None
+) -> Any:
+    """
+    One quantity of several tracker histories over epochs, one line per history (e.g. the test accuracy of every
+    model of a report).
+
+    :param histories: Tracker histories by name.
+    :param path: Keys from an epoch record to the number, e.g. ``("test", "accuracy")`` or
+                 ``("test", "margins", "l2", "median")``; epochs without it are left out of the line.
+    :param label: The quantity in words (y axis).
+    :param ax: Axes to draw on; a new figure when ``None``.
+    :return: The matplotlib figure.
+    :raises ValueError: When ``histories`` is empty.
+    """
+    import matplotlib.pyplot as plt
+
+    if not histories:
+        raise ValueError("histories is empty: pass at least one tracker history")
+    if ax is None:
+        ax = plt.subplots(figsize=(6.0, 3.4), layout="constrained")[1]
+    for name, history in histories.items():
+        values = np.array([_lookup(r, path) for r in history["epochs"]])
+        keep = np.isfinite(values)
+        ax.plot(_epochs(history)[keep], values[keep], marker="o", label=name)
+    ax.set_xlabel(_EPOCH)
+    ax.set_ylabel(label)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return ax.figure

@@ -1,41 +1,41 @@
 """
-Runs the report's sections and writes ``report.json`` (versioned schema) and a self-contained ``report.html``.
+Runs the report's sections and writes ``report.json`` (layout fixed by the versioned JSON Schema shipped beside
+this module, :mod:`art_geometry.report.schema`), the per-sample tables (:mod:`art_geometry.report.export`) and a
+self-contained ``report.html`` rendered from the package's Jinja2 templates.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from art_geometry._results import jsonable
-from art_geometry.report.base import ReportContext, Section, table_html
+from art_geometry.report.base import ReportContext, Section
+from art_geometry.report.export import export_samples
+from art_geometry.report.leaderboard import (
+    highlights,
+    leaderboard_columns,
+    model_records,
+)
+from art_geometry.report.schema import SCHEMA_VERSION
+from art_geometry.report.templating import render
 
-__all__ = ["SCHEMA_VERSION", "build_report", "write_report"]
-
-#: Version of the ``report.json`` layout: ``{"schema_version", "meta", "sections": {key: {"title", "seconds",
-#: "data"}}}``. Bump the major part when a key is removed or changes meaning.
-SCHEMA_VERSION = "1.0"
-
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:90%}
-th{background:#f3f3f3}img{max-width:100%;margin:0.5em 0}h2{border-bottom:2px solid #ddd;padding-bottom:4px}
-.meta{color:#666;font-size:90%}
-"""
+__all__ = ["SCHEMA_VERSION", "build_report", "render_html", "write_report"]
 
 
 def build_report(ctx: ReportContext, sections: Sequence[Section]) -> dict[str, Any]:
     """
     :param ctx: The report context.
     :param sections: The sections to compute, in order.
-    :return: The report as a JSON-safe dict.
+    :return: The report as a JSON-safe dict: ``schema_version``, ``meta``, ``models`` (one leaderboard record per
+             model) and ``sections`` (``{key: {"title", "seconds", "data"}}``).
     """
     from art_geometry import __version__
 
@@ -52,6 +52,7 @@ def build_report(ctx: ReportContext, sections: Sequence[Section]) -> dict[str, A
             "models": list(ctx.models),
             "seed": ctx.seed,
         },
+        "models": [],
         "sections": {},
     }
     for section in sections:
@@ -62,6 +63,7 @@ def build_report(ctx: ReportContext, sections: Sequence[Section]) -> dict[str, A
             "seconds": round(time.perf_counter() - start, 3),
             "data": jsonable(data),
         }
+    out["models"] = jsonable(model_records(ctx, sections, out))
     return out
 
 
@@ -73,38 +75,49 @@ def _summary_rows(report: dict[str, Any], sections: Sequence[Section]) -> list[t
     return rows
 
 
+def render_html(report: dict[str, Any], ctx: ReportContext, sections: Sequence[Section]) -> str:
+    """
+    :param report: What :func:`build_report` returned (with ``exports`` when the tables were written).
+    :param ctx: The report context.
+    :param sections: The sections computed.
+    :return: The page: the leaderboard and its one-line answers, the comparison figures (every model on one axis),
+             the gallery and side-by-side surfaces, then each section's per-model detail, folded.
+    """
+    panels = []
+    details = []
+    for section in sections:
+        if section.key not in report["sections"]:
+            continue
+        entry = report["sections"][section.key]
+        panels += section.panels(entry["data"], ctx)
+        details.append({"title": section.title, "seconds": entry["seconds"], "body": section.render(entry["data"], ctx)})
+    records = report["models"]
+    return render(
+        "report.html.j2", meta=report["meta"], schema_version=report["schema_version"], records=records,
+        columns=leaderboard_columns(records), highlights=highlights(records),
+        compare=[p for p in panels if p.group == "compare"], gallery=[p for p in panels if p.group == "gallery"],
+        details=details, exports=report.get("exports", []),
+    )
+
+
 def write_report(
-    ctx: ReportContext, sections: Sequence[Section], out_dir: "str | Path"
+    ctx: ReportContext, sections: Sequence[Section], out_dir: str | Path
 ) -> tuple[Path, Path, list[tuple[str, str, str]]]:
     """
-    Compute the sections, write ``report.json`` and ``report.html`` to ``out_dir``.
+    Compute the sections, write ``report.json``, the per-sample tables under ``samples/`` and ``report.html`` to
+    ``out_dir``.
 
     :param ctx: The report context.
     :param sections: The sections, in order.
     :param out_dir: Output folder (created).
-    :return: Paths of the JSON and HTML files, and the summary rows ``(model, metric, value)``.
+    :return: Paths of the JSON and HTML files, and the summary rows ``(model, metric (sample set), value)``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = build_report(ctx, sections)
+    report["exports"] = export_samples(report, out_dir)
     json_path = out_dir / "report.json"
     json_path.write_text(json.dumps(report, indent=1))
-    rows = _summary_rows(report, sections)
-    meta = report["meta"]
-    parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>art-geometry report</title>"
-        f"<style>{_CSS}</style></head><body><h1>art-geometry report</h1>",
-        f"<p class='meta'>data: {html.escape(meta['data'])} ({meta['n_train']} train / {meta['n_test']} test) · "
-        f"models: {html.escape(', '.join(meta['models']))} · art-geometry {meta['art_geometry']} · "
-        f"torch {meta['torch']} · {meta['created']} · schema {SCHEMA_VERSION}</p>",
-        "<h2>Summary</h2>",
-        table_html(["model", "metric", "value"], [list(r) for r in rows]),
-    ]
-    for section in sections:
-        entry = report["sections"][section.key]
-        parts.append(f"<h2>{html.escape(section.title)}</h2><p class='meta'>computed in {entry['seconds']:.1f} s</p>")
-        parts.append(section.render(entry["data"], ctx))
-    parts.append("</body></html>")
     html_path = out_dir / "report.html"
-    html_path.write_text("\n".join(parts))
-    return json_path, html_path, rows
+    html_path.write_text(render_html(report, ctx, sections))
+    return json_path, html_path, _summary_rows(report, sections)

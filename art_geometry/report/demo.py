@@ -16,15 +16,16 @@ C and D use batch 32, like B, which is their natural baseline. With ``track=True
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from art_geometry._rng import seeded
 from art_geometry.datasets import Dataset, SmallCNN, make_classifier
 from art_geometry.tracking import GeometryTracker, fit_tracked
 from art_geometry.training import JacobianRegularizedTrainer
 
-__all__ = ["DemoModels", "demo_models", "JACOBIAN_C", "PGD_EPS"]
+__all__ = ["JACOBIAN_C", "PGD_EPS", "DemoModels", "demo_models"]
 
 #: Weight of the decision-function Jacobian penalty of model C.
 JACOBIAN_C = 0.03

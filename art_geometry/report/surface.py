@@ -18,7 +18,16 @@ import numpy as np
 from art_geometry._model import model_view
 from art_geometry._results import jsonable
 from art_geometry.indicators import hessian_eigenvalues, jacobian_stats
-from art_geometry.report.base import ReportContext, Section, figure_html, table_html
+from art_geometry.report.base import (
+    Image,
+    Metric,
+    Panel,
+    ReportContext,
+    Section,
+    figure_html,
+    figure_uri,
+)
+from art_geometry.report.templating import render
 from art_geometry.surface import SurfaceResult, decision_surface
 
 __all__ = ["SurfaceSection"]
@@ -42,8 +51,8 @@ class SurfaceSection(Section):
     def compute(self, ctx: ReportContext) -> dict[str, Any]:
         """
         :param ctx: The report context.
-        :return: Per model: the two surfaces (``SurfaceResult.to_dict()``), the Jacobian summary and per-sample l1,
-                 the Hessian summary and which Hessian was used.
+        :return: Per model: the two surfaces (``SurfaceResult.to_dict()``), the Jacobian result without the
+                 gradients themselves (per-sample norms, sparsity, summary) and the Hessian result.
         """
         opts = ctx.extras.get(self.key, {})
         x, y = ctx.test_subset()
@@ -68,29 +77,24 @@ class SurfaceSection(Section):
             hes = hessian_eigenvalues(
                 clf, x[:n_hes], y[:n_hes], k=k, of=of, seed=ctx.seed, batch_size=n_hes, verbose=ctx.verbose
             )
-            out["models"][name] = {
-                "surfaces": surfaces,
-                "jacobian": {"summary": jac.summary(), "l1": jac.l1, "l2": jac.l2, "sparsity": jac.sparsity},
-                "hessian": {"of": of, "summary": hes.summary(), "eigenvalues": hes.eigenvalues},
-            }
+            jacobian = jac.to_dict()
+            del jacobian["gradients"], jacobian["dtypes"]["gradients"]
+            out["models"][name] = {"surfaces": surfaces, "jacobian": jacobian, "hessian": hes.to_dict()}
         return jsonable(out)
 
     def render(self, data: dict[str, Any], ctx: ReportContext) -> str:
         """
         :param data: What :meth:`compute` returned.
         :param ctx: The report context.
-        :return: Contour maps (one figure per model and kind of plane) and the statistics table.
+        :return: Contour maps (one figure per model and kind of plane, folded) and the statistics table.
         """
-        from art_geometry.plots.surface import plot_surface_contour
         import matplotlib.pyplot as plt
 
-        parts = [
-            "<p>Decision function L = Z_t - max_{i != t} Z_i on planes around test samples (Yu et al. 2019); "
-            "black line: L = 0, star: the sample. Random planes: two orthonormal random directions; adversarial "
-            "planes: beta = sign of the cross-entropy gradient, alpha random and orthogonal.</p>"
-        ]
-        rows = []
+        from art_geometry.plots.surface import plot_surface_contour
+
+        models, rows = [], []
         for name, m in data["models"].items():
+            figures = []
             for kind in _SURFACE_KINDS:
                 result = _rebuild(m["surfaces"][kind])
                 n = len(result.labels)
@@ -98,22 +102,56 @@ class SurfaceSection(Section):
                 for i, ax in enumerate(axes[0]):
                     plot_surface_contour(result, i, ax=ax)
                 fig.suptitle(f"{name}: {kind} planes")
-                parts.append(figure_html(fig, f"{name} {kind} decision surfaces"))
+                figures.append(figure_html(fig, f"{name} {kind} decision surfaces"))
+            models.append({"name": name, "figures": figures})
             js, hs = m["jacobian"]["summary"], m["hessian"]["summary"]
             rows.append([
                 name, js["l1"]["mean"], js["l2"]["mean"], js["sparsity"]["mean"],
                 f"{m['hessian']['of']}", hs["max_abs"]["mean"], hs["l1"]["mean"], hs["sparsity"]["mean"],
             ])
-        parts.append(table_html(
-            ["model", "mean ||J||_1", "mean ||J||_2", "J sparsity", "Hessian of", "mean max|lambda|",
-             "mean top-k l1", "eig. sparsity"],
-            rows,
-        ))
-        return "\n".join(parts)
+        return render("surface.html.j2", models=models, rows=rows)
 
-    def summary_rows(self, data: dict[str, Any]) -> list[tuple[str, str, str]]:
-        """:return: The mean Jacobian l1 norm per model."""
-        return [
-            (name, "mean Jacobian l1", f"{m['jacobian']['summary']['l1']['mean']:.4g}")
-            for name, m in data["models"].items()
-        ]
+    def metrics(self, data: dict[str, Any]) -> dict[str, list[Metric]]:
+        """:return: The mean Jacobian l1 norm and the mean top Hessian eigenvalue magnitude of every model."""
+        out = {}
+        for name, m in data["models"].items():
+            js, hs = m["jacobian"]["summary"], m["hessian"]["summary"]
+            of = m["hessian"]["of"]
+            out[name] = [
+                Metric("jacobian_l1_mean", "mean Jacobian l1", js["l1"]["mean"], f"test subset, {js['n_samples']}",
+                       "mean over samples of ||grad_x L||_1, L = Z_t - max_{i != t} Z_i (Yu et al. 2019, eq. 4)"),
+                Metric("hessian_top_eigenvalue", f"mean top |eigenvalue| of the {of} Hessian",
+                       hs["max_abs"]["mean"], f"test subset, {hs['n_samples']}",
+                       f"mean over samples of max_i |lambda_i| of the input Hessian of the {of} (Yu et al. 2019, "
+                       "eq. 6)"),
+            ]
+        return out
+
+    def panels(self, data: dict[str, Any], ctx: ReportContext) -> list[Panel]:
+        """:return: For each shown sample and kind of plane, the surfaces of every model side by side."""
+        from art_geometry.plots.surface import plot_surface_comparison
+
+        if not data["models"]:
+            return []
+        panels = []
+        for kind in _SURFACE_KINDS:
+            results = {name: _rebuild(m["surfaces"][kind]) for name, m in data["models"].items()}
+            n = len(next(iter(results.values())).labels)
+            images = tuple(
+                Image(figure_uri(plot_surface_comparison(results, i)), f"{kind} decision surfaces of sample {i}")
+                for i in range(n)
+            )
+            same = ("the same random plane for every model" if kind == "random"
+                    else "each model's own adversarial direction")
+            panels.append(Panel(
+                f"Decision surfaces, {kind} planes",
+                f"The same {n} test samples (star) for every model, {same}: blue where the true class wins, red "
+                "where another does, black line = the decision boundary. A wider blue area around the star means "
+                "a larger change is needed to flip the prediction.",
+                images,
+                "L(x + a u + b v) = Z_t - max_{i != t} Z_i on the plane of u, v (Yu et al. 2019, Fig. 3-6); "
+                "adversarial planes: v = sign(grad_x cross-entropy), u random and orthogonal",
+                group="gallery",
+                full_width=True,
+            ))
+        return panels

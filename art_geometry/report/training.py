@@ -8,13 +8,25 @@ and the correct/incorrect transitions. The section trains nothing: without a his
 
 from __future__ import annotations
 
-import html
 import os
 from typing import Any
 
 from art_geometry._settings import AttackSettings
-from art_geometry.plots.training import plot_margin_curves, plot_prs_curves, plot_transitions
-from art_geometry.report.base import ReportContext, Section, figure_html, table_html
+from art_geometry.plots.training import (
+    plot_history_comparison,
+    plot_margin_curves,
+    plot_prs_curves,
+    plot_transitions,
+)
+from art_geometry.report.base import (
+    Image,
+    Panel,
+    ReportContext,
+    Section,
+    figure_html,
+    figure_uri,
+)
+from art_geometry.report.templating import render
 from art_geometry.tracking import GeometryTracker
 
 __all__ = ["TrainingSection"]
@@ -23,8 +35,8 @@ _COLUMNS = (
     ("train accuracy", ("train", "accuracy")),
     ("test accuracy", ("test", "accuracy")),
     ("robust accuracy", ("test", "robust_accuracy")),
-    ("PRS ratio (train)", ("train", "prs_ratio")),
-    ("inclusion ratio", ("test", "inclusion_ratio")),
+    ("PRS ratio (tracker's train subset)", ("train", "prs_ratio")),
+    ("inclusion ratio (tracker's test subset)", ("test", "inclusion_ratio")),
 )
 
 
@@ -77,15 +89,35 @@ class TrainingSection(Section):
         return {"available": True, "histories": _histories(ctx.extras["training"])}
 
     def render(self, data: dict[str, Any], ctx: ReportContext) -> str:
+        histories = data["histories"] if data.get("available") else {}
+        return render("training.html.j2", available=bool(data.get("available")),
+                      histories=[(name, _render_history(h)) for name, h in histories.items()])
+
+    def panels(self, data: dict[str, Any], ctx: ReportContext) -> list[Panel]:
+        """:return: Test accuracy, robust accuracy and median test margins over epochs, every model on one axis."""
         if not data.get("available"):
-            return (
-                "<p>No training history: track a training run with <code>GeometryTracker</code> and pass "
-                "<code>extras={'training': tracker.history}</code>.</p>"
-            )
-        histories = data["histories"]
-        if len(histories) == 1:
-            return _render_history(next(iter(histories.values())))
-        return "".join(f"<h3>{html.escape(name)}</h3>{_render_history(h)}" for name, h in histories.items())
+            return []
+        histories = {name: h for name, h in data["histories"].items() if h["epochs"]}
+        if not histories:
+            return []
+        first = next(iter(histories.values()))
+        n_test = len(first["config"]["test_indices"])
+        attack = AttackSettings.from_dict(first["config"]["attack"]).describe()
+        quantities = [(("test", "accuracy"), "test accuracy"), (("test", "robust_accuracy"), "robust accuracy")]
+        quantities += [(("test", "margins", norm, "median"), f"median {norm} margin (test)")
+                       for norm in first["epochs"][0]["test"].get("margins", {})]
+        images = tuple(
+            Image(figure_uri(plot_history_comparison(histories, path, label)), f"{label} over epochs")
+            for path, label in quantities
+        )
+        return [Panel(
+            "Training curves",
+            f"Measured during training by the tracker on its own subset of {n_test} test samples (not the "
+            f"samples of the leaderboard), every model on one axis; robust accuracy under {attack}.",
+            images,
+            "per tracked epoch: accuracy, robust accuracy and the median DeepFool margin of the tracker's subset "
+            "(margins paper, Figs. 1-2; PRS paper, Fig. 5)",
+        )]
 
     def summary_rows(self, data: dict[str, Any]) -> list[tuple[str, str, str]]:
         if not data.get("available"):
@@ -112,18 +144,17 @@ def _render_history(h: dict[str, Any]) -> str:
         + [_median_margin(r, "test", "l2"), _median_margin(r, "test", "linf")]
         for r in records
     ]
-    cfg = h["config"]
-    parts = [
-        f"<p>{len(records)} tracked epoch(s) on {len(cfg['train_indices'])} training and "
-        f"{len(cfg['test_indices'])} test samples (seed {html.escape(str(cfg['seed']))}); robust accuracy under "
-        f"{html.escape(AttackSettings.from_dict(cfg['attack']).describe())}.</p>",
-        table_html(header, rows),
-    ]
+    figures = []
     if records and "margins" in records[0]["train"]:
         for norm in records[0]["train"]["margins"]:
-            parts.append(figure_html(plot_margin_curves(h, norm), f"{norm} margins over epochs"))
+            figures.append(figure_html(plot_margin_curves(h, norm), f"{norm} margins over epochs"))
     if records:
-        parts.append(figure_html(plot_prs_curves(h), "PRS ratio and robust accuracy over epochs"))
+        figures.append(figure_html(plot_prs_curves(h), "PRS ratio and robust accuracy over epochs"))
     if h["transitions"]:
-        parts.append(figure_html(plot_transitions(h, "test"), "correct/incorrect transitions"))
-    return "".join(parts)
+        figures.append(figure_html(plot_transitions(h, "test"), "correct/incorrect transitions"))
+    cfg = h["config"]
+    return render(
+        "training_history.html.j2", n_epochs=len(records), n_train=len(cfg["train_indices"]),
+        n_test=len(cfg["test_indices"]), seed=cfg["seed"], attack=AttackSettings.from_dict(cfg["attack"]).describe(),
+        header=header, rows=rows, figures=figures,
+    )
