@@ -96,6 +96,10 @@ class DeepFoolSettings(Settings):
     :param max_iter: DeepFool iterations per attempt, ``>= 1``.
     :param refine: Refine the crossing on the segment by a bracketing search.
     :param refine_steps: Target relative precision ``2^-refine_steps`` of the refined margin, ``>= 1``.
+    :param boundary_steps: Steps of the boundary stage after DeepFool and the refinement, ``>= 0``: a
+                           minimum-norm attack (FMN-style, Pintor et al., NeurIPS 2021) started at the DeepFool
+                           point, one forward and one backward pass per step; the closest adversarial point it
+                           finds is refined, verified and kept where shorter; ``0`` turns the stage off.
     :param restarts: Noisy restarts for the samples where DeepFool fails, ``>= 0``.
     :param restart_noise: Standard deviation per coordinate of the restart noise, ``> 0``, in input units.
     :param box: Clamp the iterates into the classifier's ``clip_values`` (margins inside the valid input box).
@@ -109,6 +113,7 @@ class DeepFoolSettings(Settings):
     max_iter: int = 50
     refine: bool = True
     refine_steps: int = 32
+    boundary_steps: int = 0
     restarts: int = 3
     restart_noise: float = 1e-2
     box: bool = False
@@ -122,6 +127,7 @@ class DeepFoolSettings(Settings):
             "max_iter": check_int(self.max_iter, "max_iter", minimum=1),
             "refine": check_bool(self.refine, "refine"),
             "refine_steps": check_int(self.refine_steps, "refine_steps", minimum=1),
+            "boundary_steps": check_int(self.boundary_steps, "boundary_steps", minimum=0),
             "restarts": check_int(self.restarts, "restarts", minimum=0),
             "restart_noise": check_number(self.restart_noise, "restart_noise", minimum=0.0, strict=True),
             "box": check_bool(self.box, "box"),
@@ -137,6 +143,8 @@ class DeepFoolSettings(Settings):
         """:return: The settings that matter in one short line (for ``print(result)``)."""
         parts = [f"L{self.norm}", f"candidates={self.candidates}", f"max_iter={self.max_iter}"]
         parts.append("refined" if self.refine else "unrefined")
+        if self.boundary_steps:
+            parts.append(f"boundary_steps={self.boundary_steps}")
         parts.append("clipped" if self.box else "unclipped")
         if self.restarts:
             parts.append(f"restarts={self.restarts}")
