@@ -26,6 +26,10 @@ Commands::
     python examples/margins_over_training.py --data fashion-mnist --n-train 3000 --epochs 10 --tracked 0 3 6 9 \
         --out examples_out/margins_over_training_fashion    # about 7 minutes
 
+Claims MDB-O1 / O2 / O3 of ``examples/RESULTS.md`` are judged from these JSONs (mean margins with their standard
+errors, the paper's statistic; the correct / incorrect groups; the transitions). The tracker's first point is
+after the first epoch, so the paper's jump from the initialisation is not measured.
+
 Each run writes ``margins_over_training.json`` (both histories' key numbers and the settings),
 ``margins_over_training.png`` (median L2 and L-inf margin curves of both trainings, one y-scale per norm) and
 ``margins_over_training_tracking.png`` (accuracy / PRS / robust accuracy curves and test transitions) into
@@ -90,13 +94,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import example_parser, twin_classifiers
 from art.attacks.evasion import ProjectedGradientDescent
 from art.defences.trainer import AdversarialTrainer
 
 from art_geometry import AttackSettings, GeometryTracker, fit_tracked
-from _common import example_parser, twin_classifiers
 from art_geometry.datasets import Dataset, SmallCNN, load_digits, load_fashion_mnist
-from art_geometry.plots.training import plot_margin_curves, plot_prs_curves, plot_transitions
+from art_geometry.plots.training import (
+    plot_margin_curves,
+    plot_prs_curves,
+    plot_transitions,
+)
 
 NAME = "margins_over_training"
 NORMS = ("l2", "linf")
@@ -191,7 +199,7 @@ def key_numbers(history: dict[str, Any]) -> dict[str, Any]:
                 summary = r[subset]["margins"][norm]
                 for group in GROUPS:
                     stats = summary if group == "all" else summary[group]
-                    for stat in ("median", "mean", "n", "n_failed"):
+                    for stat in ("median", "mean", "std_error", "n", "n_failed"):
                         row[f"{subset}_{norm}_{group}_{stat}"] = _number(stats[stat])
         rows.append(row)
     return {"epochs": rows, "transitions": history["transitions"]}

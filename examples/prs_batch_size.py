@@ -11,6 +11,14 @@ L-inf robust accuracy at eps 0.1 (``robust_accuracy``), and the PRS ratio over t
 with the region metrics, on the whole training set). The paper's claim (Fig. 5): the large-batch net ends with a
 larger PRS ratio and a lower robust accuracy than the small-batch one.
 
+For the claims PRS-F2 ... PRS-F12 of ``examples/RESULTS.md`` the final networks are also measured with the PRS
+ratio at every ReLU layer (``layerwise_prs``, Fig. 2a), FGSM / BIM-5 / PGD-20 / PGD-100 robust accuracy (Fig. 3),
+the zero-gradient share of the failed PGD attacks (``zero_gradient_analysis``, Fig. 6), the mean cosine similarity
+of the final layer's class rows (``final_layer_similarity``, Fig. 7-8), the PGD robust accuracy of the test
+samples inside / outside the training regions (``inclusion_robustness``, Fig. 9-10) and the mean feature sparsity
+(``feature_sparsity``, Fig. 12); the tracker also records the PGD robust accuracy at every tracked epoch (Fig. 5).
+The paper's step size (2/255) is not used: ART's defaults of each attack are.
+
 On digits the training set has 1,437 samples, so batch 2048 is ONE full batch per epoch (full-batch Adam: one step
 per epoch), against 12 steps per epoch at batch 128. The epoch count is the same for both (as in the paper), chosen
 so that the full-batch net also trains to a reasonable accuracy.
@@ -70,12 +78,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from art_geometry import GeometryTracker, fit_tracked, inclusion_ratio, populated_region_set, robust_accuracy
 from _common import example_parser, twin_classifiers
+
+from art_geometry import (
+    AttackSettings,
+    GeometryTracker,
+    feature_sparsity,
+    final_layer_similarity,
+    fit_tracked,
+    inclusion_ratio,
+    inclusion_robustness,
+    layerwise_prs,
+    populated_region_set,
+    robust_accuracy,
+    zero_gradient_analysis,
+)
 from art_geometry.datasets import CNN6, Dataset, load_digits, load_fashion_mnist
 
 NAME = "prs_batch_size"
+#: The attacks of the PRS paper's Fig. 3: (name, ``robust_accuracy`` attack, iterations).
+FIG3_ATTACKS = (("FGSM", "fgsm", 1), ("BIM-5", "bim", 5), ("PGD-20", "pgd", 20), ("PGD-100", "pgd", 100))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -109,8 +131,8 @@ def tracked_epochs(nb_epochs: int, points: int) -> list[int]:
 
 def train_tracked(classifier: Any, data: Dataset, batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
     """
-    Train with ART's ``fit`` one epoch at a time, tracking accuracy, PRS ratio and inclusion ratio on the WHOLE
-    (subsampled) training and test sets.
+    Train with ART's ``fit`` one epoch at a time, tracking accuracy, PRS ratio, inclusion ratio and PGD robust
+    accuracy (``--pgd-iter`` steps, eps ``--eps``) on the WHOLE (subsampled) training and test sets.
 
     :param classifier: The ART classifier to train.
     :param data: The data set.
@@ -121,7 +143,9 @@ def train_tracked(classifier: Any, data: Dataset, batch_size: int, args: argpars
     tracker = GeometryTracker(
         data.x_train, data.y_train, data.x_test, data.y_test,
         epochs=tracked_epochs(args.epochs, args.track_points),
-        n_train=len(data.x_train), n_test=len(data.x_test), metrics=("accuracy", "regions"), seed=args.seed,
+        n_train=len(data.x_train), n_test=len(data.x_test), metrics=("accuracy", "regions", "robustness"),
+        attack_settings=AttackSettings(attack="pgd", eps=args.eps, max_iter=args.pgd_iter, seed=args.seed),
+        seed=args.seed,
     )
     return fit_tracked(
         classifier, data.x_train, data.y_train, nb_epochs=args.epochs, batch_size=batch_size, tracker=tracker,
@@ -134,9 +158,15 @@ def final_metrics(classifier: Any, data: Dataset, args: argparse.Namespace) -> d
     :param classifier: A trained ART classifier.
     :param data: The data set.
     :param args: The options (eps, PGD iterations, seed).
-    :return: Test accuracy, PRS ratio and region count of the training set, inclusion ratio of the test set and
-        PGD robust accuracy of the test set.
+    :return: Test accuracy, PRS ratio and region count of the training set, inclusion ratio of the test set,
+        PGD-``--pgd-iter`` robust accuracy of the test set, and (``attacks``) the robust accuracy under the PRS
+        paper's Fig. 3 attacks at the same eps: FGSM, BIM-5, PGD-20, PGD-100; the PRS ratio at every ReLU layer
+        (Fig. 2a), the PGD failures with a zero input gradient (Fig. 6), the mean cosine similarity of the final
+        layer's class rows (Fig. 7-8), the robust accuracy of the test samples inside / outside the training
+        regions (Fig. 9-10) and the mean feature sparsity of the test set (Fig. 12).
     """
+    pgd = {"attack": "pgd", "eps": args.eps, "max_iter": args.pgd_iter, "seed": args.seed}
+    layers = layerwise_prs(classifier, data.x_train)
     prs = populated_region_set(classifier, data.x_train)
     inc = inclusion_ratio(classifier, data.x_train, data.x_test)
     rob = robust_accuracy(
@@ -150,13 +180,25 @@ def final_metrics(classifier: Any, data: Dataset, args: argparse.Namespace) -> d
         "n_units": prs.n_units,
         "inclusion_ratio": inc.ratio,
         "robust_accuracy": rob.robust_accuracy,
+        "attacks": {
+            name: robust_accuracy(classifier, data.x_test, data.y_test, attack=attack, eps=args.eps,
+                                  max_iter=steps, seed=args.seed).robust_accuracy
+            for name, attack, steps in FIG3_ATTACKS
+        },
+        "layerwise_prs": {name: float(r) for name, r in zip(layers.layers, layers.ratios)},
+        "zero_gradient": zero_gradient_analysis(classifier, data.x_test, data.y_test, **pgd).summary(),
+        "final_layer_similarity": final_layer_similarity(classifier).mean_off_diagonal,
+        "inclusion_robustness": inclusion_robustness(classifier, data.x_train, data.x_test, data.y_test,
+                                                     **pgd).summary(),
+        "feature_sparsity": feature_sparsity(classifier, data.x_test).mean,
     }
 
 
 def curves(history: dict[str, Any]) -> dict[str, list[float]]:
     """
     :param history: A tracker history.
-    :return: Per tracked epoch (by epochs trained so far): train/test accuracy, train PRS ratio, test inclusion ratio.
+    :return: Per tracked epoch (by epochs trained so far): train/test accuracy, train PRS ratio, test inclusion ratio
+        and test robust accuracy.
     """
     records = history["epochs"]
     return {
@@ -165,6 +207,7 @@ def curves(history: dict[str, Any]) -> dict[str, list[float]]:
         "test_accuracy": [r["test"]["accuracy"] for r in records],
         "prs_ratio": [r["train"]["prs_ratio"] for r in records],
         "inclusion_ratio": [r["test"]["inclusion_ratio"] for r in records],
+        "robust_accuracy": [r["test"]["robust_accuracy"] for r in records],
     }
 
 

@@ -6,18 +6,21 @@ import importlib.util
 import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-SCRIPTS = sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_"))
+GENERATOR = "make_results"
+SCRIPTS = sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_") and p.stem != GENERATOR)
 
 
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -25,6 +28,7 @@ def _load(name: str):
 def test_every_paper_has_an_example():
     assert set(SCRIPTS) >= {
         "prs_batch_size", "margins_over_training", "decision_surface_table1", "hold_me_tight_synthetic",
+        "hold_me_tight_dct", "decision_surface_geometry",
     }
 
 
@@ -39,12 +43,61 @@ def test_example_runs_quick(name, tmp_path, monkeypatch):
     assert png.startswith(b"\x89PNG") and len(png) > 1000
 
 
+def _hmt_report(u1: float, perp: float, orth: float, rand: float, f6: list[tuple[float, float, float]]) -> dict:
+    """A constructed ``hold_me_tight_synthetic`` report: T1 medians and (epsilon, u1, u2) medians of T2."""
+    def stats(m: float) -> dict:
+        return {"p05": m, "p50": m, "p95": m, "failed_fraction": 0.0}
+
+    t1 = {"accuracy": 1.0, "margins": {"u1": stats(u1), "span(u1)^perp": stats(perp), "S_orth": stats(orth),
+                                       "S_rand": stats(rand)}}
+    runs = [{"seed": 0, "t1": t1, "f6": [{"epsilon": e, "accuracy": 1.0,
+                                          "margins": {"u1": stats(a), "u2": stats(b)}} for e, a, b in f6]}]
+    return {"settings": {"t1_epsilon": 5.0}, "runs": runs, "wall_seconds": 1.0}
+
+
+def test_results_verdicts_follow_the_stated_criteria():
+    gen = _load(GENERATOR)
+    sharp = [(0.1, 30.0, 5.0), (0.2, 25.0, 5.0), (0.35, 20.0, 5.0), (0.5, 0.3, 900.0), (0.7, 0.4, 900.0)]
+    good = _hmt_report(2.6, 12.0, 100.0, 28.0, sharp)
+    assert gen.judge_hmt_t1([good]).verdict == "reproduced"
+    assert gen.judge_hmt_f6([good]).verdict == "reproduced"
+    # u1 right but the network not invariant off u1: partly; u1 off by more than 20%: not
+    assert gen.judge_hmt_t1([_hmt_report(2.6, 3.0, 100.0, 28.0, sharp)]).verdict == "partly reproduced"
+    assert gen.judge_hmt_t1([_hmt_report(5.0, 12.0, 100.0, 28.0, sharp)]).verdict == "not reproduced"
+    early = [(0.1, 30.0, 5.0), (0.2, 25.0, 5.0), (0.35, 0.2, 900.0), (0.5, 0.3, 900.0), (0.7, 0.4, 900.0)]
+    assert gen.judge_hmt_f6([_hmt_report(2.5, 12, 100, 28, early)]).verdict == "reproduced"  # switch at 0.35
+    never = [(e, 30.0, 5.0) for e in (0.1, 0.2, 0.35, 0.5, 0.7)]
+    assert gen.judge_hmt_f6([_hmt_report(2.5, 12, 100, 28, never)]).verdict == "not reproduced"
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        gen.Outcome("x", "maybe", "y")
+    assert gen.spread([1.0, 2.0, 3.0]) == "2 (1-3, 3 seeds)" and gen.spread([0.5]) == "0.5"
+
+
+@pytest.mark.slow
+def test_results_table_has_every_claim(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    gen = _load(GENERATOR)
+    out = tmp_path / "out"
+    report = _load("hold_me_tight_synthetic").main(["--quick", "--out", str(out)])
+    (tmp_path / "hold_me_tight_synthetic").mkdir()
+    (tmp_path / "hold_me_tight_synthetic" / "seed0.json").write_text(json.dumps(report))
+    text = gen.main(["--results", str(tmp_path), "--output", str(tmp_path / "RESULTS.md")])
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| ID")]
+    ids = [r.split(" | ")[0][2:] for r in rows]
+    assert ids == [c.id for c in gen.CLAIMS] and len(set(ids)) == 22
+    verdicts = {r.split(" | ")[0][2:]: r.split(" | ")[4] for r in rows}
+    assert verdicts["HMT-T1"] in gen.VERDICTS and verdicts["HMT-F6"] in gen.VERDICTS
+    assert verdicts["MDB-O1"] == "not run yet" and verdicts["DS-F2"] == "not run yet"
+    committed = (EXAMPLES / "RESULTS.md").read_text()
+    assert all(f"| {c.id} |" in committed for c in gen.CLAIMS)
+
+
 @pytest.mark.slow
 def test_readme_quick_start_runs():
-    (code,) = re.findall(r"## Quick start.*?```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (code,) = re.findall(r"## Quick start.*?```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     assert len(code.strip().splitlines()) <= 10
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own code
     printed = out.getvalue()
     assert "'ratio'" in printed and "'median'" in printed and "'robust_accuracy'" in printed

@@ -32,18 +32,37 @@ def test_t1_is_separable_by_u1_with_margin_half_epsilon():
     np.testing.assert_allclose(signed, 1.5, atol=1e-5)
 
 
-def test_t2_alternating_feature():
-    d = alternating(1000, 30, rho=0.4, epsilon=4.0, sigma=0.3, k=3, seed=5)
-    assert d.x.shape == (1000, 30) and (d.y == 1).sum() == 500
+def test_t2_stripes_follow_the_papers_construction():
+    # Hold me tight Sec. 4.1: x2 = rho * j for y = +1, rho * (j + 1/2) for y = -1, j uniform in {-K, ..., K-1}
+    rho, k = 4.0, 3
+    d = alternating(6000, 30, rho=rho, epsilon=0.6, sigma=0.3, k=k, seed=5)
+    assert d.x.shape == (6000, 30) and (d.y == 1).sum() == 3000
     np.testing.assert_allclose(d.U @ d.U.T, np.eye(30), atol=1e-12)
     c = d.coordinates()
-    np.testing.assert_allclose(c[:, 0], 2.0 * np.where(d.y == 1, 1.0, -1.0), atol=1e-5)
-    # along u2: 6 stripes rho apart, centred, alternating classes starting with class 0
-    stripes = np.round(c[:, 1] / 0.4 + 2.5).astype(int)
-    np.testing.assert_allclose(c[:, 1], 0.4 * (stripes - 2.5), atol=1e-5)
-    assert set(np.unique(stripes)) == set(range(6))
-    np.testing.assert_array_equal(stripes % 2, d.y)
+    np.testing.assert_allclose(c[:, 0], 0.3 * np.where(d.y == 1, 1.0, -1.0), atol=1e-5)
+    positive, negative = c[d.y == 1, 1] / rho, c[d.y == 0, 1] / rho
+    np.testing.assert_allclose(positive, np.round(positive), atol=1e-5)
+    np.testing.assert_allclose(negative - 0.5, np.round(negative - 0.5), atol=1e-5)
+    assert set(np.round(positive).astype(int)) == set(range(-k, k))
+    assert set(np.round(negative - 0.5).astype(int)) == set(range(-k, k))
+    # 4K stripes rho / 2 apart from -K rho to (K - 1/2) rho, alternating classes
+    levels = np.unique(np.round(c[:, 1] * 2 / rho).astype(int))
+    np.testing.assert_array_equal(levels, np.arange(-2 * k, 2 * k))
+    for level in levels:
+        on = np.isclose(c[:, 1], level * rho / 2, atol=1e-4)
+        assert set(d.y[on]) == {int(level % 2 == 0)}
+        assert 300 < on.sum() < 700  # 6000 / 12 = 500 per stripe: j uniform
     assert abs(c[:, 2:].std() - 0.3) < 0.01
+
+
+def test_t2_is_linearly_separable_along_u1_only():
+    d = alternating(2000, 20, rho=20.0, epsilon=1.0, sigma=1.0, k=3, seed=0)
+    signed_u1 = (d.x @ d.u1) * np.where(d.y == 1, 1.0, -1.0)
+    np.testing.assert_allclose(signed_u1, 0.5, atol=1e-5)
+    along_u2 = d.x @ d.u2
+    # no threshold on u2 separates the classes: both classes reach both ends of the pattern
+    for cls in (0, 1):
+        assert along_u2[d.y == cls].min() < -45 and along_u2[d.y == cls].max() > 35
     np.testing.assert_array_equal(alternating(50, 10, k=2, seed=1).x, alternating(50, 10, k=2, seed=1).x)
 
 

@@ -5,13 +5,19 @@ only discriminative information lies along its first columns, so margins along `
 values and every other direction is pure noise.
 
 ``T1`` (:func:`linearly_separable`, paper Sec. 3.1): ``x = U (x1 ⊕ sigma n)``, ``x1 = (epsilon / 2) y``,
-``y in {-1, +1}``, ``n ~ N(0, I_{D-1})``. The paper writes ``x1 = epsilon y`` but reports a median margin of
-``epsilon / 2`` along ``u1`` for a network trained on it; class centres at ``±epsilon / 2`` (the convention of the
-authors' related code) give exactly that: the two classes are ``epsilon`` apart along ``u1`` and the max-margin
-boundary ``<u1, x> = 0`` is ``epsilon / 2`` from every sample.
+``y in {-1, +1}``, ``n ~ N(0, I_{D-1})``.
 
-``T2`` (:func:`alternating`, paper Sec. 4): ``T1`` plus a second discriminative feature along ``u2`` whose class
-alternates, see its docstring for the construction and our reading of the paper.
+``T2`` (:func:`alternating`, paper Sec. 4.1): ``x = U (x1 ⊕ x2 ⊕ sigma n)`` with the same ``x1``, ``x2 = rho k``
+for ``y = +1`` and ``x2 = rho (k + 1/2)`` for ``y = -1``, ``k`` uniform in ``{-K, ..., K-1}``.
+
+Scale of ``x1`` (our reading, decided from the paper's text): the paper prints ``x1 = epsilon y`` for both sets,
+but for ``T1(epsilon = 5)`` it reports a median margin along ``u1`` of 2.50 (Table 1; 5th / 95th percentiles 1.74
+/ 3.22) and concludes that the network builds "a boundary in u1 with median margin epsilon / 2". With centres at
+``±epsilon`` a boundary crossing ``u1`` cannot be ``epsilon / 2`` from the median sample of both classes (the two
+distances add up to ``2 epsilon`` for a boundary orthogonal to ``u1``); with centres at ``±epsilon / 2`` the
+boundary ``<u1, x> = 0`` is exactly ``epsilon / 2`` from every sample. We therefore read ``epsilon`` as the
+distance between the class centres and use the same reading in ``T2`` so that ``epsilon`` means the same in
+both. A result at ``epsilon`` here is the printed formula's result at ``epsilon / 2``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SyntheticData", "linearly_separable", "alternating"]
+__all__ = ["SyntheticData", "alternating", "linearly_separable"]
 
 
 @dataclass(frozen=True)
@@ -104,32 +110,32 @@ def alternating(
     n: int,
     dim: int = 100,
     *,
-    rho: float = 0.5,
-    epsilon: float = 5.0,
+    rho: float = 20.0,
+    epsilon: float = 1.0,
     sigma: float = 1.0,
-    k: int = 2,
+    k: int = 3,
     seed: int = 0,
 ) -> SyntheticData:
     """
-    Hold me tight's ``T2``: ``T1`` with a second discriminative feature along ``u2`` whose class alternates,
-    ``x = U (x1 ⊕ x2 ⊕ sigma n)``, ``x1 = (epsilon / 2) s``, ``n ~ N(0, I_{dim-2})``, and ``x2`` on a grid of
-    ``2 k`` stripes spaced ``rho`` apart, ``x2 = rho (m - (2 k - 1) / 2)`` with ``m in {0, ..., 2k-1}`` drawn
-    uniformly among the stripes of the sample's class (even ``m`` for class 0, odd for class 1), so neighbouring
-    stripes belong to different classes.
+    Hold me tight's ``T2(rho, epsilon, sigma, K)`` (Sec. 4.1, Fig. 5-6): ``x = U (x1 ⊕ x2 ⊕ x3)`` with
+    ``x1 = (epsilon / 2) y`` (see the module docstring for the factor 1/2), ``x2 = rho j`` when ``y = +1`` and
+    ``x2 = rho (j + 1/2)`` when ``y = -1``, ``j`` drawn uniformly from ``{-K, ..., K-1}``, ``x3 ~ N(0, sigma^2
+    I_{dim-2})`` and ``U`` a seeded Haar-random orthonormal matrix.
 
-    Interpretation (documented because we could not check the paper's text here): the feature along ``u2`` is
-    discriminative at scale ``rho`` (a sample is ``rho / 2`` from the nearest stripe of the other class along
-    ``u2``) but not linearly separable for ``k >= 2``, while ``u1`` separates the classes linearly with margin
-    ``epsilon / 2``; ``k = 1`` gives two stripes at ``±rho / 2``, i.e. a second linearly separable feature.
+    Along ``u2`` the samples lie on ``4 K`` stripes ``rho / 2`` apart whose classes alternate (class ``+1`` on the
+    integer multiples of ``rho``, class ``-1`` half-way between), from ``-K rho`` to ``(K - 1/2) rho``: a
+    feature that separates the classes with a non-linear pattern (a sample is ``rho / 4`` from the mid-point to
+    the next stripe) but not linearly, beside ``u1``, which separates them linearly with margin ``epsilon / 2``.
 
     :param n: Number of samples (classes balanced).
     :param dim: Dimension ``D >= 3``.
-    :param rho: Spacing of the stripes along ``u2``.
+    :param rho: The paper's ``rho``: distance between two stripes of the same class along ``u2``.
     :param epsilon: Distance between the class centres along ``u1``.
     :param sigma: Standard deviation of the noise on the other ``D - 2`` coordinates.
-    :param k: Stripes per class along ``u2``.
+    :param k: The paper's ``K``: stripes per class along ``u2`` (``j in {-K, ..., K-1}``).
     :param seed: Seed of ``U``, the labels, the stripes and the noise.
-    :return: The data set: ``x`` float32 ``(n, dim)``, ``y`` int64 in ``{0, 1}``, ``U`` and the parameters.
+    :return: The data set: ``x`` float32 ``(n, dim)``, ``y`` int64 in ``{0, 1}`` (class 1 is ``y = +1``), ``U``
+             and the parameters.
     """
     n, dim = _check(n, dim, epsilon, sigma, 3)
     if not (np.isfinite(rho) and rho > 0):
@@ -138,10 +144,10 @@ def alternating(
         raise ValueError(f"k must be a positive integer (stripes per class), got {k!r}")
     rng = np.random.default_rng(seed)
     basis, labels = _basis_and_labels(rng, n, dim)
-    stripe = 2 * rng.integers(0, k, size=n) + labels
+    stripe = rng.integers(-k, k, size=n)
     coords = np.empty((n, dim))
     coords[:, 0] = (epsilon / 2.0) * (2 * labels - 1)
-    coords[:, 1] = rho * (stripe - (2 * k - 1) / 2.0)
+    coords[:, 1] = rho * (stripe + 0.5 * (labels == 0))
     coords[:, 2:] = sigma * rng.standard_normal((n, dim - 2))
     params = {
         "name": "T2", "n": n, "dim": dim, "rho": float(rho), "epsilon": float(epsilon), "sigma": float(sigma),
