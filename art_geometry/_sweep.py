@@ -31,8 +31,8 @@ __all__ = ["SweepOptions", "Chunk", "sweep", "stack", "shared_seed", "chunk_seed
 
 logger = logging.getLogger("art_geometry.sweep")
 
-#: Default chunk: this many batches.
-_BATCHES_PER_CHUNK = 8
+#: Default chunk: this many batches (one: the finest split, so that even a few batches spread over the ranks).
+_BATCHES_PER_CHUNK = 1
 
 Chunk = dict[str, np.ndarray]
 
@@ -43,7 +43,7 @@ class SweepOptions:
     How a sweep is cut and where it is checkpointed (validated once).
 
     :param checkpoint: Directory for finished chunks and the manifest, or ``None`` (no checkpoint).
-    :param chunk_size: Samples per chunk, or ``None`` for ``8 * batch_size``; rounded up to a multiple of
+    :param chunk_size: Samples per chunk, or ``None`` for one batch (``batch_size``); rounded up to a multiple of
                        ``batch_size``.
     """
 

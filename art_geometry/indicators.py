@@ -436,7 +436,7 @@ def jacobian_stats(
     :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md); ``x`` may
                        be a ``Dataset`` / ``DataLoader``, and the samples are sharded over the ranks of an
                        initialised ``torch.distributed`` process group.
-    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
+    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch per chunk).
     :return: A :class:`JacobianResult`.
     """
     threshold = check_number(threshold, "threshold", minimum=0.0)
@@ -535,7 +535,7 @@ def hessian_eigenvalues(
     :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md); ``x`` may
                        be a ``Dataset`` / ``DataLoader``, and the samples are sharded over the ranks of an
                        initialised ``torch.distributed`` process group.
-    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
+    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch per chunk).
     :param options: Overrides of single settings fields, e.g. ``k=5, of="loss"``.
     :return: A :class:`HessianResult`; ``params`` holds the settings used (the seed drawn for ``seed=None``).
     """
@@ -642,7 +642,7 @@ def robustness_indicator(
     :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md); ``x`` may
                        be a ``Dataset`` / ``DataLoader``, and the samples are sharded over the ranks of an
                        initialised ``torch.distributed`` process group.
-    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
+    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch per chunk).
     :param options: Overrides of single settings fields (``k``, ``tol``, ``seed``).
     :return: An :class:`IndicatorResult`; ``params`` holds ``eps``, ``norm`` and the solver settings used.
     """

@@ -610,7 +610,7 @@ def deepfool_margins(
     :param batch_size: Samples per batch.
     :param verbose: Show a progress bar.
     :param checkpoint: Directory to keep finished chunks in, so an interrupted run resumes where it stopped.
-    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``, rounded up to a multiple of it).
+    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch; rounded up to a multiple of it).
     :param options: Overrides of single settings fields, e.g. ``norm=np.inf, refine=False``.
     :return: A :class:`MarginResult`; ``params`` holds the settings used (with the seed drawn for ``seed=None``).
     """
@@ -660,7 +660,7 @@ def subspace_margins(
     :param verbose: Progress bar.
     :param checkpoint: Directory for finished chunks, to resume an interrupted sweep (as in
                        :func:`deepfool_margins`).
-    :param chunk_size: Samples per chunk (default ``8 * batch_size``).
+    :param chunk_size: Samples per chunk (default ``batch_size``: one batch per chunk).
     :param options: Overrides of single settings fields.
     :return: A :class:`SubspaceMarginResult`; results equal :func:`deepfool_margins` with ``subspace=`` each one.
     """

@@ -514,7 +514,7 @@ def populated_region_set(
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
     :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md).
-    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
+    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch per chunk).
     :return: The region set, with per-sample region ids, predictions and per-region counts.
     """
     batch_size, verbose, options = _options(batch_size, verbose, checkpoint, chunk_size)
@@ -544,7 +544,7 @@ def prs_ratio(
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
     :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md).
-    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
+    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch per chunk).
     :return: The ratio, in (0, 1].
     """
     batch_size, verbose, options = _options(batch_size, verbose, checkpoint, chunk_size)
@@ -608,7 +608,7 @@ def inclusion_ratio(
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
     :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md).
-    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
+    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch per chunk).
     :return: The ratio and the per-sample inclusion mask (inclusion / exclusion groups) of the test samples.
     """
     batch_size, verbose, options = _options(batch_size, verbose, checkpoint, chunk_size)
@@ -640,7 +640,7 @@ def layerwise_prs(
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
     :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md).
-    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
+    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch per chunk).
     :return: Ratios, region counts and per-sample region ids per layer.
     """
     batch_size, verbose, options = _options(batch_size, verbose, checkpoint, chunk_size)
@@ -711,7 +711,7 @@ def feature_sparsity(
     :param batch_size: Samples per forward pass.
     :param verbose: Show a progress bar.
     :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md).
-    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
+    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch per chunk).
     :return: Per-sample, per-layer and mean sparsity.
     """
     batch_size, verbose, options = _options(batch_size, verbose, checkpoint, chunk_size)

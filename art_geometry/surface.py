@@ -70,7 +70,7 @@ def decision_function(
     :param checkpoint: Directory for finished chunks, so an interrupted sweep resumes (docs/scale_out.md); ``x`` may
                        be a ``Dataset`` / ``DataLoader``, and the samples are sharded over the ranks of an
                        initialised ``torch.distributed`` process group.
-    :param chunk_size: Samples per chunk of the sweep (default ``8 * batch_size``).
+    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch per chunk).
     :return: ``(N,)`` float64 values; negative where the model does not predict ``t``.
     """
     batch_size = check_positive_int(batch_size, "batch_size")

@@ -107,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[10000, 60000], help="samples of the memory rows")
     parser.add_argument("--margin-n", type=int, default=1000, help="samples of the rank rows")
+    parser.add_argument("--no-memory", action="store_true", help="only the rank rows")
     parser.add_argument("--quick", action="store_true", help="1000/3000 memory samples, 100 margin samples")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -131,7 +132,7 @@ def main() -> None:
         torch.save(clf.model.state_dict(), weights)
         me = [sys.executable, str(Path(__file__).resolve()), "--child"]
         print("| input | N | peak RSS (MB) | seconds (PRS + decision) |\n|---|---|---|---|")
-        for mode in ("array", "streamed"):
+        for mode in () if args.no_memory else ("array", "streamed"):
             for n in args.n:
                 r = _run([*me, "memory", mode, npy, weights, str(n)], {"OMP_NUM_THREADS": "2"})
                 print(f"| {mode} | {n:,} | {r['peak_mb']:.0f} | {r['seconds']:.2f} |")

@@ -201,7 +201,7 @@ def robust_accuracy(
     :param checkpoint: Directory for finished chunks, so an interrupted run resumes (docs/scale_out.md); the
                        samples are sharded over the ranks of an initialised ``torch.distributed`` process group,
                        and ``x`` may be a ``Dataset`` / ``DataLoader`` yielding ``(inputs, labels)``.
-    :param chunk_size: Samples per chunk (default ``8 * batch_size``); the attack of each chunk runs under its own
+    :param chunk_size: Samples per chunk (default ``batch_size``: one batch per chunk); the attack of each chunk runs under its own
                        seed derived from ``seed`` (the first chunk under ``seed`` itself).
     :param options: Overrides of single settings fields, e.g. ``eps=0.1, norm=2, max_iter=20``.
     :return: The per-sample result; ``params`` holds the settings used (with the seed drawn for ``seed=None``)
