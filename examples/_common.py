@@ -1,5 +1,6 @@
 """
-What every example script shares: its command-line skeleton and classifiers that start from the same weights.
+What every example script shares: its command-line skeleton, classifiers that start from the same weights, and
+the writing of its JSON and figure.
 Imported by the scripts as ``_common`` (their folder is on ``sys.path`` when run as ``python examples/NAME.py``).
 """
 
@@ -7,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,3 +50,27 @@ def twin_classifiers(
     with seeded(seed):
         model = model_cls(data.input_shape, data.nb_classes)
     return [make_classifier(copy.deepcopy(model), data.input_shape, data.nb_classes, lr=lr) for _ in range(copies)]
+
+
+def write_outputs(
+    name: str, args: argparse.Namespace, paper: str, results: dict, plot: Callable[[dict, Path], None], started: float
+) -> dict:
+    """
+    Write ``NAME.json`` (paper, settings, results, wall time) and ``NAME.png`` into ``args.out``.
+
+    :param name: The script's name.
+    :param args: Its parsed arguments (all but ``out`` are recorded as settings).
+    :param paper: The paper and figures the script reproduces.
+    :param results: The JSON-able results.
+    :param plot: ``plot(results, path)`` draws the figure.
+    :param started: ``time.perf_counter()`` at the start of the run.
+    :return: The report written.
+    """
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    report = {"paper": paper, "settings": settings, "results": results,
+              "wall_seconds": time.perf_counter() - started}
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1))
+    plot(results, out / f"{name}.png")
+    return report

@@ -38,7 +38,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import example_parser, twin_classifiers
+from _common import example_parser, twin_classifiers, write_outputs
 from art.attacks.evasion import ProjectedGradientDescent
 from art.defences.trainer import AdversarialTrainer
 
@@ -160,13 +160,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     t0 = time.perf_counter()
     results = run(args)
+    report = write_outputs(NAME, args, "Yu et al., arXiv:1810.00144, Fig. 2-4", results, plot, t0)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k != "out"}
-    report = {"paper": "Yu et al., arXiv:1810.00144, Fig. 2-4", "settings": settings, "results": results,
-              "wall_seconds": time.perf_counter() - t0}
-    (out / f"{NAME}.json").write_text(json.dumps(report, indent=1))
-    plot(results, out / f"{NAME}.png")
     print(json.dumps(results, indent=1))
     print(f"wall time {report['wall_seconds']:.1f} s; wrote {out / NAME}.json and .png")
     return report

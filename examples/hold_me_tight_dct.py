@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from _common import example_parser
+from _common import example_parser, write_outputs
 from art.attacks.evasion import ProjectedGradientDescent
 from art.defences.trainer import AdversarialTrainer
 
@@ -202,13 +201,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     t0 = time.perf_counter()
     results = run(args)
+    report = write_outputs(NAME, args, "Ortiz-Jimenez et al., NeurIPS 2020, Fig. 2, 4, 7, 8", results, plot, t0)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k != "out"}
-    report = {"paper": "Ortiz-Jimenez et al., NeurIPS 2020, Fig. 2, 4, 7, 8", "settings": settings,
-              "results": results, "wall_seconds": time.perf_counter() - t0}
-    (out / f"{NAME}.json").write_text(json.dumps(report, indent=1))
-    plot(results, out / f"{NAME}.png")
     for kind, res in results.items():
         cells = " ".join("inf" if m is None else f"{m:.2f}" for m in res["medians"])
         print(f"{kind:<20} acc {res['accuracy']:.3f}  medians {cells}")
