@@ -33,7 +33,7 @@ import torch
 from art_geometry._distributed import barrier, world
 from art_geometry._model import ModelView
 
-__all__ = ["Checkpoint", "model_hash", "data_hash"]
+__all__ = ["Checkpoint", "model_hash", "data_hash", "stored_manifest"]
 
 logger = logging.getLogger("art_geometry.checkpoint")
 
@@ -84,6 +84,22 @@ def _write_atomic(path: Path, payload: bytes) -> None:
         raise
 
 
+def stored_manifest(root: "str | os.PathLike[str]", key: str) -> "dict[str, Any] | None":
+    """
+    :param root: A checkpoint directory.
+    :param key: A sweep's sub-directory.
+    :return: That sweep's manifest, or ``None`` when there is none yet (nothing is created).
+    :raises ValueError: When the manifest exists but cannot be read.
+    """
+    path = Path(root) / key / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"checkpoint manifest {str(path)!r} cannot be read: {err}") from err
+
+
 def _differences(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(stored) | set(wanted)):
@@ -104,7 +120,7 @@ class Checkpoint:
     """
 
     def __init__(self, root: "str | os.PathLike[str]", key: str):
-        self.root = Path(root)
+        self.root, self.key = Path(root), key
         self.dir = self.root / key
         self.loaded = 0
         self.computed = 0
@@ -126,12 +142,7 @@ class Checkpoint:
 
     def stored(self) -> "dict[str, Any] | None":
         """:return: The manifest already in the directory, or ``None``."""
-        if not self.manifest_path.exists():
-            return None
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(f"checkpoint manifest {str(self.manifest_path)!r} cannot be read: {err}") from err
+        return stored_manifest(self.root, self.key)
 
     def bind(self, manifest: dict[str, Any]) -> None:
         """

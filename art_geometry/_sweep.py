@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from art_geometry._checkpoint import Checkpoint, data_hash, model_hash
+from art_geometry._checkpoint import Checkpoint, data_hash, model_hash, stored_manifest
 from art_geometry._distributed import agree, gather, guarded, world
 from art_geometry._prepare import Prepared
 from art_geometry._rng import resolve_seed
@@ -87,7 +87,7 @@ def shared_seed(seed: "int | None", options: SweepOptions, key: str, drawn: "int
     if seed is not None:
         return int(seed)
     if options.checkpoint is not None:
-        stored = Checkpoint(options.checkpoint, key).stored()
+        stored = stored_manifest(options.checkpoint, key)
         if stored is not None and "seed" in stored:
             return int(stored["seed"])
     return int(agree(resolve_seed(None) if drawn is None else drawn))

@@ -287,7 +287,6 @@ def _stream(
     x: "np.ndarray | torch.Tensor",
     refs: Sequence[LayerRef],
     batch_size: int,
-    verbose: bool,
     reduce: Callable[[int, torch.Tensor], Any],
 ) -> tuple[list[list[Any]], np.ndarray]:
     """
@@ -301,7 +300,7 @@ def _stream(
     out: list[list[Any]] = [[] for _ in refs]
     predictions: list[torch.Tensor] = []
     with view.evaluating(), acts.recording(list(refs)) as recorder, torch.no_grad():
-        for batch in batches(view, x, batch_size, verbose=verbose, desc="regions"):
+        for batch in batches(view, x, batch_size):
             predictions.append(view(batch.x).argmax(dim=1).cpu())
             for j, ref in enumerate(refs):
                 out[j].append(reduce(j, _flat_activations(recorder.calls(ref))))
@@ -334,7 +333,7 @@ def _packed_patterns(
             packed[j].append(_pack_signs(h))
             units[j] = int(h.shape[1])
 
-        _, predictions = _stream(acts, chunk.x, refs, batch_size, False, store)
+        _, predictions = _stream(acts, chunk.x, refs, batch_size, store)
         out = {f"packed_{j}": np.concatenate(p) for j, p in enumerate(packed)}
         out.update({f"units_{j}": np.full(len(predictions), u, dtype=np.int64) for j, u in enumerate(units)})
         return {**out, **_per_sample(chunk, predictions)}
@@ -721,7 +720,7 @@ def feature_sparsity(
 
     def compute(chunk: Prepared, index: int) -> Chunk:
         parts, predictions = _stream(
-            acts, chunk.x, refs, batch_size, False, lambda _, h: (h <= 0).to(torch.float64).mean(dim=1).cpu()
+            acts, chunk.x, refs, batch_size, lambda _, h: (h <= 0).to(torch.float64).mean(dim=1).cpu()
         )
         zeros = torch.stack([torch.cat(p) for p in parts], dim=1).numpy()
         return {"zeros": zeros, **_per_sample(chunk, predictions)}
