@@ -171,7 +171,7 @@ class _Plan:
 
 def _class_gradients(
     view: ModelView, x: torch.Tensor, pred: torch.Tensor, others: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """
     All candidate-class gradients from one forward pass: one batched backward pass per candidate ``j`` through the
     retained graph, each giving ``grad f_j`` of every sample at once (samples are independent: the model is in eval
@@ -179,7 +179,7 @@ def _class_gradients(
     replicated per candidate by about 3x (SmallCNN, 8 x 8 and 28 x 28, batch 128 and 512, 9 candidates; identical
     gradients): ``K`` plain backward kernels over the whole batch are faster than their vmapped form.
 
-    :return: Logits ``(A, C)``, ``f = Z_k - Z_pred`` ``(A, K)`` and ``w = grad f`` ``(A, K, *shape)``.
+    :return: ``f = Z_k - Z_pred`` ``(A, K)`` and ``w = grad f`` ``(A, K, *shape)``.
     """
     xa = x.detach().requires_grad_(True)
     z = view(xa)
@@ -188,7 +188,7 @@ def _class_gradients(
     w = torch.stack(
         [torch.autograd.grad(f[:, j].sum(), xa, retain_graph=j < k - 1)[0] for j in range(k)], dim=1
     )
-    return z.detach(), f.detach(), w
+    return f.detach(), w
 
 
 def _step(f: torch.Tensor, w: torch.Tensor, norm: Norm) -> torch.Tensor:
@@ -212,11 +212,6 @@ def _step(f: torch.Tensor, w: torch.Tensor, norm: Norm) -> torch.Tensor:
     return length.reshape((-1,) + (1,) * (w_l.ndim - 1)) * norm.unit_step(w_l, n_l)
 
 
-def _is_adv(view: ModelView, x: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return view(x).argmax(dim=1) != pred
-
-
 def _deepfool(
     view: ModelView,
     x0: torch.Tensor,
@@ -226,27 +221,30 @@ def _deepfool(
     stack: SubspaceStack | None,
     which: torch.Tensor,
     plan: _Plan,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    at_start: tuple[torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     DeepFool from ``start`` for a batch, each sample leaving the active set as soon as its prediction changes.
+    Each iteration takes the candidates' gradients at the active points (:func:`_class_gradients`), steps, and
+    checks the new points in one forward pass without a graph: a point found adversarial costs no gradients (with
+    ~1.5 iterations a sample, checking inside the gradient pass would spend a third of the backward passes on
+    points already past the boundary).
 
-    :return: The final points ``(B, *shape)``, whether each is adversarial ``(B,)`` and the iterations ``(B,)``.
+    :param at_start: Whether each ``start`` is adversarial and its gap (:func:`_gap`), ``(B,)`` each.
+    :return: The final points ``(B, *shape)``, whether each is adversarial ``(B,)``, the iterations ``(B,)`` and
+             the gap :func:`_gap_of` at the final points ``(B,)``.
     """
     b = x0.shape[0]
     x = start.clone()
     r_total = torch.zeros_like(x0)
-    success = torch.zeros(b, dtype=torch.bool, device=x0.device)
     iters = torch.zeros(b, dtype=torch.long, device=x0.device)
-    active = torch.arange(b, device=x0.device)
+    success, gap = at_start[0].clone(), at_start[1].clone()
+    active = (~success).nonzero(as_tuple=True)[0]
     norm = plan.settings.norm
     for _ in range(plan.settings.max_iter):
-        z, f, w = _class_gradients(view, x[active], pred[active], others[active])
-        adv = z.argmax(dim=1) != pred[active]
-        success[active[adv]] = True
-        keep = ~adv
-        active, f, w = active[keep], f[keep], w[keep]
         if active.numel() == 0:
             break
+        f, w = _class_gradients(view, x[active], pred[active], others[active])
         if stack is not None:
             w = stack.project(w, which[active])
         r = _step(f, w, norm)
@@ -258,9 +256,10 @@ def _deepfool(
             xa = xa.clamp(*plan.box)
         x[active] = xa
         iters[active] += 1
-    if active.numel():
-        success[active] = _is_adv(view, x[active], pred[active])
-    return x, success, iters
+        adv, gap[active] = _gap(view, xa, pred[active])
+        success[active] = adv
+        active = active[~adv]
+    return x, success, iters, gap
 
 
 def _storable(pert: torch.Tensor) -> torch.Tensor:
@@ -268,71 +267,138 @@ def _storable(pert: torch.Tensor) -> torch.Tensor:
     return pert.to(torch.float32).to(pert.dtype)
 
 
+def _gap_of(z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """:return: The gap ``g = max_{k != pred} Z_k - Z_pred`` of logits ``z`` ``(A, C)``, ``(A,)``."""
+    return z.scatter(1, pred[:, None], -math.inf).amax(dim=1) - z.gather(1, pred[:, None])[:, 0]
+
+
 def _gap(view: ModelView, x: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:return: Whether each point is adversarial, and ``g = max_{k != pred} Z_k - Z_pred`` there."""
+    """:return: Whether each point is adversarial, and the gap :func:`_gap_of` there."""
     with torch.no_grad():
         z = view(x)
-    own = z.gather(1, pred[:, None])[:, 0]
-    other = z.scatter(1, pred[:, None], -math.inf).amax(dim=1)
-    return z.argmax(dim=1) != pred, other - own
+    return z.argmax(dim=1) != pred, _gap_of(z, pred)
+
+
+def _on_segment(
+    view: ModelView, x0: torch.Tensor, pert: torch.Tensor, pred: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    :param t: ``(P, A)`` positions on the segments ``x0 + t pert`` of ``A`` rows, all evaluated in one forward pass
+              at the float32-rounded points.
+    :return: Whether each point is adversarial and its gap ``g``, both ``(P, A)``.
+    """
+    shape = t.shape + (1,) * (x0.ndim - 1)
+    points = x0.unsqueeze(0) + _storable(t.reshape(shape) * pert.unsqueeze(0))
+    adv, gap = _gap(view, points.reshape((-1,) + tuple(x0.shape[1:])), pred.repeat(t.shape[0]))
+    return adv.reshape(t.shape), gap.reshape(t.shape)
+
+
+def _narrow(
+    bracket: tuple[torch.Tensor, ...], t: torch.Tensor, adv: torch.Tensor, gap: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """
+    :param bracket: ``lo, hi, g_lo, g_hi``, each ``(A,)``, ``lo`` clean and ``hi`` adversarial.
+    :param t: ``(P, A)`` probes inside the brackets, ascending along ``P``.
+    :return: The narrowed ``lo, hi, g_lo, g_hi``: ``hi`` the first adversarial probe (or the old ``hi``) and ``lo``
+             the point just below it, so ``lo`` stays clean and ``hi`` adversarial as evaluated.
+    """
+    lo, hi, g_lo, g_hi = bracket
+    ts = torch.cat([lo[None], t, hi[None]])
+    gs = torch.cat([g_lo[None], gap, g_hi[None]])
+    flags = torch.cat([torch.zeros_like(adv[:1]), adv, torch.ones_like(adv[:1])])
+    first = flags.to(torch.uint8).argmax(dim=0, keepdim=True)
+    return ts.gather(0, first - 1)[0], ts.gather(0, first)[0], gs.gather(0, first - 1)[0], gs.gather(0, first)[0]
+
+
+def _secant(lo: torch.Tensor, hi: torch.Tensor, g_lo: torch.Tensor, g_hi: torch.Tensor) -> torch.Tensor:
+    """:return: The root of the line through ``(lo, g_lo)`` and ``(hi, g_hi)`` (the midpoint where undefined)."""
+    frac = (g_lo / (g_lo - g_hi)).nan_to_num(0.5).clamp(0.0, 1.0)
+    return lo + (hi - lo) * frac
 
 
 def _refine_crossing(
-    view: ModelView, x0: torch.Tensor, pert: torch.Tensor, pred: torch.Tensor, steps: int
+    view: ModelView,
+    x0: torch.Tensor,
+    pert: torch.Tensor,
+    pred: torch.Tensor,
+    gaps: tuple[torch.Tensor, torch.Tensor],
+    steps: int,
 ) -> torch.Tensor:
     """
-    Batched bracketing search for the crossing on the segment ``x0 + t pert``, ``t in [0, 1]`` (``t = 0`` clean,
-    ``t = 1`` adversarial). The bracket ``[lo, hi]`` always has ``lo`` clean and ``hi`` adversarial (as evaluated,
-    at the float32-rounded point), so ``x0 + hi pert`` is adversarial. Each pass probes two points ``c +- delta``
-    (``delta = 2^-12`` of the bracket) in one forward pass, around ``c`` = the secant (regula falsi) estimate of
-    the root of ``g(t) = max_{k != pred} Z_k - Z_pred`` from the bracket's ends, or the midpoint when the previous
-    pass did not halve the bracket: on a locally linear boundary a pass shrinks the bracket ~4000 times, and never
-    less than half every second pass. It stops when every bracket is below ``2^-steps`` (relative precision of the
-    margin) or can no longer be resolved in the model's dtype (bracket below ``8 eps``, or ``g(hi) - g(lo)`` below
-    ``64 eps |g(0)|``), or after ``2 steps`` passes; a sample whose bracket is resolved leaves the search.
+    Batched root search for the crossing on the segment ``x0 + t pert``, ``t in [0, 1]`` (``t = 0`` clean,
+    ``t = 1`` adversarial), of ``g(t) = max_{k != pred} Z_k - Z_pred``. The bracket ``[lo, hi]`` always has ``lo``
+    clean and ``hi`` adversarial as evaluated at the float32-rounded point, so ``x0 + hi pert`` is adversarial.
 
+    * Pass 0 probes the secant root ``t_0`` of ``[0, 1]``; the next guess is the secant root through ``t_0`` and
+      ``t = 1`` (both near the crossing).
+    * Each later pass probes ``c - s`` and ``c + s`` around the guess ``c`` in one forward pass, with
+      ``s = max(min(e, tol hi / 4), n)``: ``e`` a quarter of the last Newton correction, ``tol hi`` the target
+      width and ``n`` the shift of ``t`` that moves ``g`` by a quarter of its noise floor. Probes that straddle
+      the root leave a bracket of width ``2 s`` (done); otherwise the next guess is the Newton step from the probe
+      nearer the root with the probes' slope. So on a smooth boundary one pass after the secant resolves a sample.
+    * After two passes in a row that did not halve a bracket, a pass probes its quartiles instead (bisection).
+
+    A sample leaves the search when its bracket is narrower than ``tol hi``, ``tol = max(2^-steps, 8 eps)`` (a
+    relative precision ``2^-steps`` of the margin ``hi ||pert||``, at most what the dtype resolves), or when
+    ``g(hi) - g(lo) <= 64 eps |g(0)|`` (``g`` no longer resolved in the dtype), or after ``2 steps`` passes.
+
+    :param gaps: ``g(0)`` and ``g(1)``, ``(B,)`` each, as evaluated before.
     :return: ``hi`` ``(B,)``.
     """
-    shape = (-1,) + (1,) * (x0.ndim - 1)
     b = x0.shape[0]
     lo = torch.zeros(b, device=x0.device, dtype=x0.dtype)
     hi = torch.ones_like(lo)
-    _, g_lo = _gap(view, x0, pred)
-    _, g_hi = _gap(view, x0 + _storable(pert), pred)
-    secant = torch.ones(b, dtype=torch.bool, device=x0.device)
-    # below a few ulps of t the rounded points no longer move, and below a few ulps of the logits the gap g is
-    # noise: the precision the dtype allows
+    g_lo, g_hi = gaps[0].to(x0.dtype), gaps[1].to(x0.dtype)
+    # the probed points are float32-rounded (:func:`_storable`), so t is resolved to a few float32 ulps at best;
+    # the gap is computed in the model's dtype
     eps = torch.finfo(x0.dtype).eps
-    tol = max(2.0**-steps, 8 * eps)
+    tol = max(2.0**-steps, 8 * max(eps, torch.finfo(torch.float32).eps))
     tol_gap = 64 * eps * g_lo.abs()
+    first = _secant(lo, hi, g_lo, g_hi)
+    adv, gap = _on_segment(view, x0, pert, pred, first[None])
+    g_end = g_hi
+    lo, hi, g_lo, g_hi = _narrow((lo, hi, g_lo, g_hi), first[None], adv, gap)
+    guess = first - gap[0] * (1 - first) / (g_end - gap[0])
+    guess = torch.where(torch.isfinite(guess), guess, _secant(lo, hi, g_lo, g_hi))
+    err = 0.25 * (guess - first).abs()
+    stalled = torch.zeros(b, dtype=torch.long, device=x0.device)
     for _ in range(2 * steps):
-        # a sample leaves the search once its bracket is resolved
-        act = ~((hi - lo <= tol) | (g_hi - g_lo <= tol_gap))
+        act = ~((hi - lo <= tol * hi) | (g_hi - g_lo <= tol_gap))
         if not bool(act.any()):
             break
         rows = act.nonzero(as_tuple=True)[0]
-        a_lo, a_hi, a_g_lo, a_g_hi = lo[rows], hi[rows], g_lo[rows], g_hi[rows]
+        bracket = lo[rows], hi[rows], g_lo[rows], g_hi[rows]
+        a_lo, a_hi, a_g_lo, a_g_hi = bracket
         width = a_hi - a_lo
-        frac = (a_g_lo / (a_g_lo - a_g_hi)).nan_to_num(0.5).clamp(0.0, 1.0)
-        centre = a_lo + width * torch.where(secant[rows], frac, torch.full_like(frac, 0.5))
-        delta = width * 2.0**-12
-        probes = torch.stack([(centre - delta).clamp(min=a_lo), (centre + delta).clamp(max=a_hi)])
-        points = x0[rows].unsqueeze(0) + _storable(probes.reshape((2,) + shape) * pert[rows].unsqueeze(0))
-        adv, gap = _gap(view, points.reshape((2 * len(rows),) + tuple(x0.shape[1:])), pred[rows].repeat(2))
-        adv, gap = adv.reshape(2, -1), gap.reshape(2, -1)
-        # the first adversarial probe becomes hi; the clean probe just below it (or the last clean one) becomes lo
-        first = adv[0]
-        second = ~adv[0] & adv[1]
-        hi[rows] = torch.where(first, probes[0], torch.where(second, probes[1], a_hi))
-        g_hi[rows] = torch.where(first, gap[0], torch.where(second, gap[1], a_g_hi))
-        lo[rows] = torch.where(first, a_lo, torch.where(second, probes[0], probes[1]))
-        g_lo[rows] = torch.where(first, a_g_lo, torch.where(second, gap[0], gap[1]))
-        secant[rows] = (hi[rows] - lo[rows]) <= 0.5 * width
+        noise = 0.25 * tol_gap[rows] * width / (a_g_hi - a_g_lo)
+        s = torch.maximum(torch.minimum(err[rows], 0.25 * tol * a_hi), noise)
+        c = guess[rows].nan_to_num(0.5).clamp(a_lo, a_hi)
+        bisect = stalled[rows] >= 2
+        low = torch.where(bisect, a_lo + 0.25 * width, (c - s).clamp(a_lo, a_hi))
+        high = torch.where(bisect, a_lo + 0.75 * width, (c + s).clamp(a_lo, a_hi))
+        t = torch.stack([low, high])
+        adv, gap = _on_segment(view, x0[rows], pert[rows], pred[rows], t)
+        n_lo, n_hi, n_g_lo, n_g_hi = _narrow(bracket, t, adv, gap)
+        lo[rows], hi[rows], g_lo[rows], g_hi[rows] = n_lo, n_hi, n_g_lo, n_g_hi
+        stalled[rows] = torch.where(n_hi - n_lo > 0.5 * width, stalled[rows] + 1, 0)
+        nearer = gap[0].abs() <= gap[1].abs()
+        near, g_near = torch.where(nearer, low, high), torch.where(nearer, gap[0], gap[1])
+        newton = near - g_near * (high - low) / (gap[1] - gap[0])
+        straddle = ~adv[0] & adv[1]
+        use_newton = ~straddle & ~bisect & torch.isfinite(newton) & (newton > n_lo) & (newton < n_hi)
+        guess[rows] = torch.where(use_newton, newton, _secant(n_lo, n_hi, n_g_lo, n_g_hi))
+        err[rows] = torch.where(use_newton, 0.25 * (newton - near).abs(), 0.25 * (n_hi - n_lo))
     return hi
 
 
 def _crossing(
-    view: ModelView, x0: torch.Tensor, pert: torch.Tensor, success: torch.Tensor, pred: torch.Tensor, plan: _Plan
+    view: ModelView,
+    x0: torch.Tensor,
+    pert: torch.Tensor,
+    success: torch.Tensor,
+    pred: torch.Tensor,
+    gaps: tuple[torch.Tensor, torch.Tensor],
+    plan: _Plan,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     The crossing on each segment ``x0 + t pert`` (:func:`_refine_crossing`, with ``refine``; else ``t = 1``),
@@ -342,6 +408,7 @@ def _crossing(
 
     :param pert: ``(B, *shape)`` perturbations, ``x0 + pert`` adversarial where ``success``.
     :param success: ``(B,)`` the rows to refine.
+    :param gaps: The gaps :func:`_gap_of` at ``x0`` and at ``x0 + pert``, ``(B,)`` each.
     :return: The float32-storable perturbations ``t pert`` (zero where not successful) and whether each is
              verified adversarial (``success`` and the check).
     """
@@ -350,16 +417,18 @@ def _crossing(
     t = torch.ones(x0.shape[0], device=x0.device, dtype=x0.dtype)
     if plan.settings.refine and bool(success.any()):
         rows = success.nonzero(as_tuple=True)[0]
-        t[rows] = _refine_crossing(view, x0[rows], pert[rows], pred[rows], plan.settings.refine_steps)
+        t[rows] = _refine_crossing(
+            view, x0[rows], pert[rows], pred[rows], (gaps[0][rows], gaps[1][rows]), plan.settings.refine_steps
+        )
     final = _storable(t.reshape(shape) * pert)
-    adv = _is_adv(view, x0 + final, pred)
+    adv = _gap(view, x0 + final, pred)[0]
     for grow in (1e-6, 1e-4, 1e-2):
         redo = success & ~adv
         if not bool(redo.any()):
             break
         t = torch.where(redo, (t * (1 + grow)).clamp(max=1.0), t)
         final = _storable(t.reshape(shape) * pert)
-        adv = _is_adv(view, x0 + final, pred)
+        adv = _gap(view, x0 + final, pred)[0]
     success = success & adv
     final[~success] = 0
     return final, success
@@ -382,6 +451,7 @@ def _boundary_stage(
     pert: torch.Tensor,
     success: torch.Tensor,
     pred: torch.Tensor,
+    gap0: torch.Tensor,
     stack: SubspaceStack | None,
     which: torch.Tensor,
     plan: _Plan,
@@ -418,18 +488,21 @@ def _boundary_stage(
     xr, pr, r, wr = x0[rows], pred[rows], pert[rows], which[rows]
     start = norm.measure(r)
     delta, best, best_norm, eps = r.clone(), r.clone(), start.clone(), start.clone()
+    # the gap at ``best``, read where ``best`` moves (only moved rows are refined)
+    best_gap = torch.zeros_like(start)
     n = plan.settings.boundary_steps
     for i in range(n):
         step, rate = _annealed(_BOUNDARY_STEP, i, n), _annealed(_BOUNDARY_RATE, i, n)
         xa = (xr + delta).detach().requires_grad_(True)
         z = view(xa)
-        gap = z.scatter(1, pr[:, None], -math.inf).amax(dim=1) - z.gather(1, pr[:, None])[:, 0]
+        gap = _gap_of(z, pr)
         (w,) = torch.autograd.grad(gap.sum(), xa)
         adv = gap.detach() > 0
         size = norm.measure(delta)
         improved = adv & (size < best_norm)
         best = torch.where(improved.reshape(shape), delta, best)
         best_norm = torch.where(improved, size, best_norm)
+        best_gap = torch.where(improved, gap.detach(), best_gap)
         eps = torch.where(adv, torch.minimum(eps * (1 - rate), best_norm), eps * (1 + rate))
         if stack is not None:
             w = stack.project(w, wr)
@@ -444,7 +517,7 @@ def _boundary_stage(
         if plan.box is not None:
             delta = (xr + delta).clamp(*plan.box) - xr
     moved = best_norm < start
-    candidate, ok = _crossing(view, xr, best, moved, pr, plan)
+    candidate, ok = _crossing(view, xr, best, moved, pr, (gap0[rows], best_gap), plan)
     better = ok & (norm.measure(candidate) < start)
     out = pert.clone()
     out[rows[better]] = candidate[better]
@@ -484,11 +557,13 @@ def _margins_rows(
     with torch.no_grad():
         logits = view(x0)
     pred = logits.argmax(dim=1)
+    gap0 = _gap_of(logits, pred)
     k = plan.candidates
     ranked = logits.argsort(dim=1, descending=True)[:, :k]
     # the top-k classes by logit, the predicted one (first) excluded
     others = ranked[:, 1:]
-    x, success, iters = _deepfool(view, x0, x0, pred, others, stack, which, plan)
+    clean = torch.zeros_like(pred, dtype=torch.bool)
+    x, success, iters, gap = _deepfool(view, x0, x0, pred, others, stack, which, plan, (clean, gap0))
     for attempt in range(1, plan.settings.restarts + 1):
         failed = (~success).nonzero(as_tuple=True)[0]
         if failed.numel() == 0:
@@ -499,11 +574,14 @@ def _margins_rows(
         start = x0[failed] + noise
         if plan.box is not None:
             start = start.clamp(*plan.box)
-        xr, sr, ir = _deepfool(view, x0[failed], start, pred[failed], others[failed], stack, which[failed], plan)
-        x[failed], success[failed], iters[failed] = xr, sr, iters[failed] + ir
-    final, success = _crossing(view, x0, x - x0, success, pred, plan)
+        xr, sr, ir, gr = _deepfool(
+            view, x0[failed], start, pred[failed], others[failed], stack, which[failed], plan,
+            _gap(view, start, pred[failed]),
+        )
+        x[failed], success[failed], iters[failed], gap[failed] = xr, sr, iters[failed] + ir, gr
+    final, success = _crossing(view, x0, x - x0, success, pred, (gap0, gap), plan)
     if plan.settings.boundary_steps:
-        final = _boundary_stage(view, x0, final, success, pred, stack, which, plan)
+        final = _boundary_stage(view, x0, final, success, pred, gap0, stack, which, plan)
     inf = torch.full_like(success, math.inf, dtype=torch.float64)
     margins = torch.where(success, plan.settings.norm.measure(final).to(torch.float64), inf)
     return margins, success, iters, pred, final
@@ -610,7 +688,8 @@ def deepfool_margins(
     :param batch_size: Samples per batch.
     :param verbose: Show a progress bar.
     :param checkpoint: Directory to keep finished chunks in, so an interrupted run resumes where it stopped.
-    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch; rounded up to a multiple of it).
+    :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch; rounded up to a multiple
+                       of it).
     :param options: Overrides of single settings fields, e.g. ``norm=np.inf, refine=False``.
     :return: A :class:`MarginResult`; ``params`` holds the settings used (with the seed drawn for ``seed=None``).
     """

@@ -355,3 +355,43 @@ def test_settings_object_and_overrides():
     assert again.params == a.params and str(a).startswith("MarginResult(n_samples=5")
     with pytest.raises(TypeError, match="settings must be a DeepFoolSettings"):
         deepfool_margins(model, x, settings={"candidates": 3})
+
+
+class CubicGap(nn.Module):
+    """Two classes with ``Z_1 - Z_0 = s + a s^3 - c`` for inputs ``(s, c)``: a gap curved along ``s``."""
+
+    def __init__(self, a: float):
+        super().__init__()
+        self.a = a
+        self.calls: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(len(x))
+        s, c = x[:, 0], x[:, 1]
+        return torch.stack([torch.zeros_like(s), s + self.a * s**3 - c], dim=1)
+
+
+@pytest.mark.parametrize("steps", [10, 20, 40])
+@pytest.mark.parametrize("curvature, passes", [(0.01, 4), (1.0, 7)])
+def test_refinement_finds_the_root_of_a_curved_gap_in_few_passes(steps, curvature, passes):
+    from art_geometry._model import ModelView
+    from art_geometry.margins import _gap, _refine_crossing, _storable
+
+    # on the segment from (0, c) to (1, c) the gap is t + a t^3 - c, with root t* where t* + a t*^3 = c
+    t_star = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
+    model = CubicGap(curvature)
+    view = ModelView(model, 2, (2,), None, torch.device("cpu"), torch.float64)
+    x0 = torch.stack([torch.zeros_like(t_star), t_star + curvature * t_star**3], dim=1)
+    pert = torch.stack([torch.ones_like(t_star), torch.zeros_like(t_star)], dim=1)
+    pred = torch.zeros(19, dtype=torch.long)
+    gaps = (_gap(view, x0, pred)[1], _gap(view, x0 + pert, pred)[1])
+    model.calls.clear()
+    hi = _refine_crossing(view, x0, pert, pred, gaps, steps)
+    calls = len(model.calls)
+    # the returned point (the perturbation stored in float32) is adversarial, and at most the precision past t*
+    # that float32 perturbations resolve
+    assert bool(_gap(view, x0 + _storable(hi[:, None] * pert), pred)[0].all())
+    assert float(((hi - t_star) / t_star).min()) >= -(2.0**-24)
+    assert float(((hi - t_star) / t_star).max()) <= max(2.0**-steps, 8 * 2.0**-23)
+    # a bisection to 2^-20 needs ~20 passes; the secant + Newton search a few
+    assert calls <= passes
