@@ -63,6 +63,22 @@ def test_fgsm_on_linear_two_class_model_matches_closed_form():
         assert np.allclose(moved, eps, rtol=1e-5)
 
 
+def test_float64_plain_module_under_art_attacks_matches_closed_form():
+    # ART's attacks feed float32 tensors: the wrapper casts them to the module's dtype
+    model = random_linear(2, (6,), seed=3, dtype=torch.float64)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.3, 0.7, size=(300, 6))
+    w = (model.fc.weight[0] - model.fc.weight[1]).detach().numpy()
+    f = x @ w + float((model.fc.bias[0] - model.fc.bias[1]).detach())
+    y = rng.integers(0, 2, size=300)
+    margin = np.abs(f) / np.abs(w).sum()
+    for eps in (0.05, 0.2):
+        keep = np.abs(margin - eps) > 1e-4
+        with pytest.warns(UserWarning, match="clip_values"):
+            res = robust_accuracy(model, x[keep], y[keep], attack="fgsm", eps=eps, norm=np.inf)
+        assert np.array_equal(res.adv_correct, (((f > 0) == (y == 0)) & (margin > eps))[keep])
+
+
 def test_art_and_torchattacks_instances(trained_cnn, subset):
     import torchattacks
     from art.attacks.evasion import ProjectedGradientDescent

@@ -194,7 +194,10 @@ def resolve_attack(attack: Any, settings: "AttackSettings | None", options: Mapp
 
 
 class _ViewModule(nn.Module):
-    """A ``ModelView`` as an ``nn.Module``: the user's model behind its preprocessing, in the user's input space."""
+    """
+    A ``ModelView`` as an ``nn.Module``: the user's model behind its preprocessing, in the user's input space. Inputs
+    are cast to the model's dtype (differentiably), since ART's attacks feed float32 whatever the model's dtype.
+    """
 
     def __init__(self, view: ModelView):
         super().__init__()
@@ -202,7 +205,7 @@ class _ViewModule(nn.Module):
         self._view = view
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._view(x)
+        return self._view(x.to(self._view.dtype))
 
 
 def torch_module(classifier: Any, x: "np.ndarray | torch.Tensor | None" = None) -> nn.Module:
