@@ -361,7 +361,9 @@ def _print_summary(rows: Sequence[tuple[str, str, str]]) -> None:
 
 def _report(args: argparse.Namespace, wanted: list[str], data: Dataset, models: dict[str, torch.nn.Module]) -> int:
     """
-    Train the demo models (for ``--demo``), compute the sections and write the report.
+    Train the demo models (for ``--demo``), compute the sections and write the report. Under ``torchrun`` every
+    rank trains the same seeded demo models and computes the sections, the per-sample families sharded over the
+    ranks (gloo); rank 0 shows the progress bars and writes the report.
 
     :param args: The parsed ``report`` arguments.
     :param wanted: Section keys.
@@ -369,17 +371,24 @@ def _report(args: argparse.Namespace, wanted: list[str], data: Dataset, models: 
     :param models: The user's models (ignored for ``--demo``).
     :return: Exit status 0.
     """
+    from art_geometry._distributed import world
+
     known = {s.key: s for s in SECTIONS}
     extras: dict[str, Any] = {}
-    if args.demo:
-        demo = demo_models(data, epochs=args.epochs, seed=args.seed, track="training" in wanted,
-                           verbose=not args.quiet)
-        models = demo.models
-        if demo.histories:
-            extras["training"] = demo.histories
-    ctx = ReportContext(models=models, data=data, seed=args.seed, n_samples=args.samples,
-                        batch_size=args.batch_size, verbose=not args.quiet, extras=extras)
-    json_path, html_path, rows = write_report(ctx, [known[k]() for k in wanted], args.out)
+    with _process_group("cpu"):
+        verbose = not args.quiet and world()[0] == 0
+        if args.demo:
+            demo = demo_models(data, epochs=args.epochs, seed=args.seed, track="training" in wanted,
+                               verbose=verbose)
+            models = demo.models
+            if demo.histories:
+                extras["training"] = demo.histories
+        ctx = ReportContext(models=models, data=data, seed=args.seed, n_samples=args.samples,
+                            batch_size=args.batch_size, verbose=verbose, extras=extras)
+        json_path, html_path, rows = write_report(ctx, [known[k]() for k in wanted], args.out)
+        rank = world()[0]
+    if rank != 0:
+        return 0
     _print_summary(rows)
     print(f"\nreport written to {html_path.resolve()}\n           data in {json_path.resolve()}")
     return 0

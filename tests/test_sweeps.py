@@ -6,6 +6,7 @@ and checkpointed sweeps resume without recomputing finished chunks (including af
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -257,3 +259,39 @@ def test_cli_sweep_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*base, "--family", "regions"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def _assert_same_report(a: Any, b: Any, path: str = "") -> None:
+    """Two reports' JSON agree: equal structure and values, floats to 1e-12 relative (the certified bounds differ in
+    the last bit between thread counts), wall-clock fields (``seconds``, ``created``) left out."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), path
+        for k in a:
+            if k not in ("seconds", "created"):
+                _assert_same_report(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), path
+        for i, (u, v) in enumerate(zip(a, b)):
+            _assert_same_report(u, v, f"{path}/{i}")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-300, nan_ok=True), path
+    else:
+        assert a == b, path
+
+
+def test_cli_report_under_torchrun_equals_one_process(tmp_path, capsys):
+    from art_geometry.cli import main
+
+    args = ["report", "--model", "tests._sweep_worker:model", "--data", "digits", "--sections", "margins,regions",
+            "--samples", "40", "--batch-size", "8", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "art_geometry",
+           *args, "--out", str(tmp_path / "two")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # rank 0 alone prints the summary and writes the files
+    assert done.stdout.count("report written to") == 1
+    one, two = (json.loads((tmp_path / name / "report.json").read_text()) for name in ("one", "two"))
+    _assert_same_report(two, one)
+    assert (tmp_path / "two" / "report.html").is_file()

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from art_geometry._distributed import world
 from art_geometry._results import jsonable
 from art_geometry.report.base import ReportContext, Section
 from art_geometry.report.export import export_samples
@@ -90,7 +91,8 @@ def render_html(report: dict[str, Any], ctx: ReportContext, sections: Sequence[S
             continue
         entry = report["sections"][section.key]
         panels += section.panels(entry["data"], ctx)
-        details.append({"title": section.title, "seconds": entry["seconds"], "body": section.render(entry["data"], ctx)})
+        body = section.render(entry["data"], ctx)
+        details.append({"title": section.title, "seconds": entry["seconds"], "body": body})
     records = report["models"]
     return render(
         "report.html.j2", meta=report["meta"], schema_version=report["schema_version"], records=records,
@@ -105,19 +107,22 @@ def write_report(
 ) -> tuple[Path, Path, list[tuple[str, str, str]]]:
     """
     Compute the sections, write ``report.json``, the per-sample tables under ``samples/`` and ``report.html`` to
-    ``out_dir``.
+    ``out_dir``. Under a ``torch.distributed`` process group every rank computes (the per-sample families shard
+    their samples over the ranks and return the whole result on each) and rank 0 alone writes the files.
 
     :param ctx: The report context.
     :param sections: The sections, in order.
-    :param out_dir: Output folder (created).
+    :param out_dir: Output folder (created by rank 0).
     :return: Paths of the JSON and HTML files, and the summary rows ``(model, metric (sample set), value)``.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out_dir / "report.json", out_dir / "report.html"
     report = build_report(ctx, sections)
+    rows = _summary_rows(report, sections)
+    if world()[0] != 0:
+        return json_path, html_path, rows
+    out_dir.mkdir(parents=True, exist_ok=True)
     report["exports"] = export_samples(report, out_dir)
-    json_path = out_dir / "report.json"
     json_path.write_text(json.dumps(report, indent=1))
-    html_path = out_dir / "report.html"
     html_path.write_text(render_html(report, ctx, sections))
-    return json_path, html_path, _summary_rows(report, sections)
+    return json_path, html_path, rows
