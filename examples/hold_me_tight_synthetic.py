@@ -21,12 +21,12 @@ result at ``epsilon`` here is the printed formula's (``x1 = epsilon y``) result 
 keeps both scales.
 
 Settings we chose (the paper's training details are in its supplementary material, which we do not have): Adam
-(learning rate 1e-4), batch 128, 10 epochs (about 7 s an epoch on one shared core: 21 trainings for three
-seeds; after one epoch the T1 margins along ``u1`` are already 1.86 / 2.51 / 3.13), seeded initial weights (PyTorch's default initialisation); the
-observation samples are fresh draws of the same distribution (test samples); L2 DeepFool with the library's
-defaults (no box constraint, as in the paper's footnote 2). A sample for which DeepFool finds no boundary in a
-subspace counts as an infinite margin (kept in the percentiles; the JSON counts them). The ``epsilon`` grid of
-HMT-F6 spans the paper's "small" range on both scales. Nothing was tuned to the paper's numbers.
+(learning rate 1e-4), batch 128, 10 epochs (about 7 s an epoch on one shared core: 21 trainings for three seeds;
+after one epoch the T1 margins along ``u1`` are already 1.86 / 2.51 / 3.13), seeded initial weights (PyTorch's
+default initialisation); the observation samples are fresh draws of the same distribution (test samples); L2
+DeepFool with the library's defaults (no box constraint, as in the paper's footnote 2). A sample for which DeepFool
+finds no boundary in a subspace counts as an infinite margin (kept in the percentiles; the JSON counts them). The
+``epsilon`` grid of HMT-F6 spans the paper's "small" range on both scales. Nothing was tuned to the paper's numbers.
 
 Commands::
 
