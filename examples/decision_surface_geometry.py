@@ -4,7 +4,7 @@ Adversarial Robustness: A View from Decision Surface in Input Space" (ICLR 2019 
 (Fig. 2-3: parameter-space loss surfaces look alike, input-space surfaces differ) and DS-F4 (Fig. 4: along
 adversarial directions the decision boundary is far closer than along random ones) of ``examples/RESULTS.md``.
 
-Two copies of one ``MadryCNN`` (``decision_surface_table1.MadryCNN``: the architecture of the paper's models,
+Two copies of one ``MadryCNN`` (``art_geometry.datasets.MadryCNN``: the architecture of the paper's models,
 those of Madry et al.'s MNIST challenge; the same seeded weights, Adam 1e-3, the same epochs) are trained: naturally
 (ART's ``fit``) and with ART's ``AdversarialTrainer`` (PGD L-inf ``--adv-eps``, 10 steps of ``eps / 4``, ratio
 0.5). On ``--n-obs`` test samples:
@@ -63,10 +63,10 @@ import numpy as np
 from _common import example_parser, twin_classifiers, write_outputs
 from art.attacks.evasion import ProjectedGradientDescent
 from art.defences.trainer import AdversarialTrainer
-from decision_surface_table1 import MadryCNN
 
 from art_geometry import decision_surface, parameter_loss_surface, seeded
 from art_geometry.datasets import (
+    MadryCNN,
     load_digits,
     load_fashion_mnist,
     train_classifier,

@@ -134,6 +134,7 @@ from art_geometry import (
 )
 from art_geometry.datasets import (
     Dataset,
+    MadryCNN,
     load_digits,
     load_fashion_mnist,
     make_classifier,
@@ -143,35 +144,6 @@ from art_geometry.datasets import (
 NAME = "decision_surface_table1"
 MODELS = ("natural", "adv", "ce_grad", "jacobian", "jacobian_adv")
 ATTACK_NAMES = ("fgsm", "bim", "cw")
-
-
-class MadryCNN(nn.Module):
-    """
-    The MNIST network of the paper (Sec. 8.3: "a four-layer neural network model with two convolutional layers and
-    two fully connected layers", natural accuracy 99.17%, the natural model of Madry et al.'s MNIST challenge):
-    ``conv5x5(32) -> ReLU -> maxpool -> conv5x5(64) -> ReLU -> maxpool -> Linear(1024) -> ReLU -> Linear``.
-
-    :param input_shape: ``(C, H, W)``, H and W divisible by 4.
-    :param nb_classes: Number of classes.
-    """
-
-    def __init__(self, input_shape: tuple[int, int, int] = (1, 28, 28), nb_classes: int = 10):
-        super().__init__()
-        c, h, w = input_shape
-        self.features = nn.Sequential(
-            nn.Conv2d(c, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        )
-        self.classifier = nn.Sequential(
-            nn.Linear(64 * (h // 4) * (w // 4), 1024), nn.ReLU(), nn.Linear(1024, nb_classes)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """
-        :param x: ``(B, C, H, W)`` inputs.
-        :return: ``(B, nb_classes)`` logits.
-        """
-        return self.classifier(self.features(x))
 
 
 class CWMarginLoss(nn.Module):

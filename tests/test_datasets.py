@@ -7,6 +7,7 @@ import torch
 from art_geometry._rng import seeded
 from art_geometry.datasets import (
     CNN6,
+    MadryCNN,
     Dataset,
     FASHION_MNIST_PATH,
     MLP,
@@ -85,7 +86,8 @@ def test_fashion_mnist():
 
 @pytest.mark.parametrize(
     "model, shape", [(MLP((1, 8, 8)), (1, 8, 8)), (SmallCNN((1, 8, 8)), (1, 8, 8)),
-                     (SmallCNN((1, 28, 28)), (1, 28, 28)), (CNN6((1, 28, 28)), (1, 28, 28))]
+                     (SmallCNN((1, 28, 28)), (1, 28, 28)), (CNN6((1, 28, 28)), (1, 28, 28)),
+                     (MadryCNN((1, 28, 28)), (1, 28, 28))]
 )
 def test_zoo_shapes(model, shape):
     assert model(torch.zeros(2, *shape)).shape == (2, 10)

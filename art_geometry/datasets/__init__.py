@@ -5,7 +5,7 @@ architectures (ResNet-18 in CIFAR and torchvision style, WideResNet, VGG-11-BN) 
 """
 
 from art_geometry.datasets.data import Dataset, load_digits, load_fashion_mnist, load_idx, FASHION_MNIST_PATH
-from art_geometry.datasets.zoo import MLP, SmallCNN, CNN6, make_classifier, train_classifier
+from art_geometry.datasets.zoo import MLP, SmallCNN, CNN6, MadryCNN, make_classifier, train_classifier
 from art_geometry.datasets.architectures import ResNet18, TorchvisionResNet18, WideResNet, VGG11BN
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "MLP",
     "SmallCNN",
     "CNN6",
+    "MadryCNN",
     "ResNet18",
     "TorchvisionResNet18",
     "WideResNet",

@@ -139,7 +139,8 @@ def load_fashion_mnist(path: "str | os.PathLike[str] | None" = None) -> Dataset:
     """
     folder = Path(path) if path is not None else FASHION_MNIST_PATH
     files = {}
-    for part in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    parts = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    for part in parts:
         candidates = [folder / f"{part}.gz", folder / part]
         found = next((c for c in candidates if c.exists()), None)
         if found is None:

@@ -16,10 +16,24 @@ from torch import nn
 
 from art_geometry._rng import seeded
 
-__all__ = ["MLP", "SmallCNN", "CNN6", "make_classifier", "train_classifier"]
+__all__ = ["MLP", "SmallCNN", "CNN6", "MadryCNN", "make_classifier", "train_classifier"]
 
 
-class MLP(nn.Module):
+class _FeaturesClassifier(nn.Module):
+    """A ``features`` stack followed by a ``classifier`` head ending in the logits' ``nn.Linear``."""
+
+    features: nn.Module
+    classifier: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        :param x: ``(B, *input_shape)`` inputs.
+        :return: ``(B, nb_classes)`` logits.
+        """
+        return self.classifier(self.features(x))
+
+
+class MLP(_FeaturesClassifier):
     """
     A ReLU multi-layer perceptron: ``flatten -> (Linear -> ReLU) * len(hidden) -> Linear``.
 
@@ -38,11 +52,8 @@ class MLP(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(width, nb_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
-
-class SmallCNN(nn.Module):
+class SmallCNN(_FeaturesClassifier):
     """
     ``conv(16) -> ReLU -> conv(32) -> ReLU -> maxpool -> [conv(32) -> ReLU -> maxpool] -> Linear(64) -> ReLU ->
     Linear``; the bracket only for inputs larger than 8 x 8 (28 x 28 becomes 7 x 7).
@@ -64,11 +75,8 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.classifier = nn.Sequential(nn.Linear(32 * h * w, 64), nn.ReLU(), nn.Linear(64, nb_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
-
-class CNN6(nn.Module):
+class CNN6(_FeaturesClassifier):
     """
     The six-layer CNN shape of the PRS paper: ``conv(32) conv(32) pool conv(64) conv(64) pool`` then
     ``Linear(256) Linear(nb_classes)``, ReLU after every hidden layer.
@@ -87,8 +95,27 @@ class CNN6(nn.Module):
         )
         self.classifier = nn.Sequential(nn.Linear(64 * (h // 4) * (w // 4), 256), nn.ReLU(), nn.Linear(256, nb_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+
+class MadryCNN(_FeaturesClassifier):
+    """
+    The MNIST network of Madry et al.'s MNIST challenge, used by the decision-surface paper (Yu et al., Sec. 8.3:
+    "a four-layer neural network model with two convolutional layers and two fully connected layers"):
+    ``conv5x5(32) -> ReLU -> maxpool -> conv5x5(64) -> ReLU -> maxpool -> Linear(1024) -> ReLU -> Linear``.
+
+    :param input_shape: ``(C, H, W)``, H and W divisible by 4.
+    :param nb_classes: Number of classes.
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int] = (1, 28, 28), nb_classes: int = 10):
+        super().__init__()
+        c, h, w = input_shape
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(64 * (h // 4) * (w // 4), 1024), nn.ReLU(), nn.Linear(1024, nb_classes)
+        )
 
 
 def make_classifier(
