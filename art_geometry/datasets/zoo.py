@@ -20,10 +20,10 @@ __all__ = ["MLP", "SmallCNN", "CNN6", "MadryCNN", "make_classifier", "train_clas
 
 
 class _FeaturesClassifier(nn.Module):
-    """A ``features`` stack followed by a ``classifier`` head ending in the logits' ``nn.Linear``."""
-
-    features: nn.Module
-    classifier: nn.Module
+    """
+    A ``features`` stack followed by a ``classifier`` head ending in the logits' ``nn.Linear`` (set by the
+    subclass; no class-level annotations, which TorchScript would try to resolve).
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
