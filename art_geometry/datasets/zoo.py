@@ -76,9 +76,38 @@ class SmallCNN(_FeaturesClassifier):
         self.classifier = nn.Sequential(nn.Linear(32 * h * w, 64), nn.ReLU(), nn.Linear(64, nb_classes))
 
 
-class CNN6(_FeaturesClassifier):
+class _PooledCNN(_FeaturesClassifier):
     """
-    The six-layer CNN shape of the PRS paper: ``conv(32) conv(32) pool conv(64) conv(64) pool`` then
+    Stages of same-padded ``kernel x kernel`` convolutions, each followed by ReLU, a 2 x 2 max-pool after every
+    stage, then ``Linear(hidden) -> ReLU -> Linear(nb_classes)``.
+
+    :param input_shape: ``(C, H, W)``, H and W divisible by ``2 ** len(stages)``.
+    :param nb_classes: Number of classes.
+    :param stages: Output channels of the convolutions, one tuple per stage.
+    :param kernel: Odd kernel side.
+    :param hidden: Width of the hidden linear layer.
+    """
+
+    def __init__(
+        self, input_shape: tuple[int, int, int], nb_classes: int, stages: tuple[tuple[int, ...], ...], kernel: int,
+        hidden: int,
+    ):
+        super().__init__()
+        c, h, w = input_shape
+        layers: list[nn.Module] = []
+        for stage in stages:
+            for out in stage:
+                layers += [nn.Conv2d(c, out, kernel, padding=kernel // 2), nn.ReLU()]
+                c = out
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.classifier = nn.Sequential(nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Linear(hidden, nb_classes))
+
+
+class CNN6(_PooledCNN):
+    """
+    The six-layer CNN shape of the PRS paper: ``conv(32) conv(32) pool conv(64) conv(64) pool`` (3 x 3) then
     ``Linear(256) Linear(nb_classes)``, ReLU after every hidden layer.
 
     :param input_shape: ``(C, H, W)``, H and W divisible by 4.
@@ -86,17 +115,10 @@ class CNN6(_FeaturesClassifier):
     """
 
     def __init__(self, input_shape: tuple[int, int, int] = (1, 28, 28), nb_classes: int = 10):
-        super().__init__()
-        c, h, w = input_shape
-        self.features = nn.Sequential(
-            nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(),
-        )
-        self.classifier = nn.Sequential(nn.Linear(64 * (h // 4) * (w // 4), 256), nn.ReLU(), nn.Linear(256, nb_classes))
+        super().__init__(input_shape, nb_classes, stages=((32, 32), (64, 64)), kernel=3, hidden=256)
 
 
-class MadryCNN(_FeaturesClassifier):
+class MadryCNN(_PooledCNN):
     """
     The MNIST network of Madry et al.'s MNIST challenge, used by the decision-surface paper (Yu et al., Sec. 8.3:
     "a four-layer neural network model with two convolutional layers and two fully connected layers"):
@@ -107,15 +129,7 @@ class MadryCNN(_FeaturesClassifier):
     """
 
     def __init__(self, input_shape: tuple[int, int, int] = (1, 28, 28), nb_classes: int = 10):
-        super().__init__()
-        c, h, w = input_shape
-        self.features = nn.Sequential(
-            nn.Conv2d(c, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        )
-        self.classifier = nn.Sequential(
-            nn.Linear(64 * (h // 4) * (w // 4), 1024), nn.ReLU(), nn.Linear(1024, nb_classes)
-        )
+        super().__init__(input_shape, nb_classes, stages=((32,), (64,)), kernel=5, hidden=1024)
 
 
 def make_classifier(
