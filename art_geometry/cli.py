@@ -376,7 +376,8 @@ def _report(args: argparse.Namespace, wanted: list[str], data: Dataset, models: 
     known = {s.key: s for s in SECTIONS}
     extras: dict[str, Any] = {}
     with _process_group("cpu"):
-        verbose = not args.quiet and world()[0] == 0
+        rank = world()[0]
+        verbose = not args.quiet and rank == 0
         if args.demo:
             demo = demo_models(data, epochs=args.epochs, seed=args.seed, track="training" in wanted,
                                verbose=verbose)
@@ -386,7 +387,6 @@ def _report(args: argparse.Namespace, wanted: list[str], data: Dataset, models: 
         ctx = ReportContext(models=models, data=data, seed=args.seed, n_samples=args.samples,
                             batch_size=args.batch_size, verbose=verbose, extras=extras)
         json_path, html_path, rows = write_report(ctx, [known[k]() for k in wanted], args.out)
-        rank = world()[0]
     if rank != 0:
         return 0
     _print_summary(rows)

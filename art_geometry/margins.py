@@ -338,9 +338,10 @@ def _refine_crossing(
       nearer the root with the probes' slope. So on a smooth boundary one pass after the secant resolves a sample.
     * After two passes in a row that did not halve a bracket, a pass probes its quartiles instead (bisection).
 
-    A sample leaves the search when its bracket is narrower than ``tol hi``, ``tol = max(2^-steps, 8 eps)`` (a
-    relative precision ``2^-steps`` of the margin ``hi ||pert||``, at most what the dtype resolves), or when
-    ``g(hi) - g(lo) <= 64 eps |g(0)|`` (``g`` no longer resolved in the dtype), or after ``2 steps`` passes.
+    A sample leaves the search when its bracket is narrower than ``tol hi``, ``tol = max(2^-steps, 8 eps')`` with
+    ``eps'`` the coarser of float32's and the model dtype's ``eps`` (a relative precision ``2^-steps`` of the margin
+    ``hi ||pert||``, at most what the float32-stored perturbation resolves), or when ``g(hi) - g(lo) <=
+    64 eps |g(0)|`` (``g`` no longer resolved in the model's dtype), or after ``2 steps`` passes.
 
     :param gaps: ``g(0)`` and ``g(1)``, ``(B,)`` each, as evaluated before.
     :return: ``hi`` ``(B,)``.
@@ -372,7 +373,7 @@ def _refine_crossing(
         width = a_hi - a_lo
         noise = 0.25 * tol_gap[rows] * width / (a_g_hi - a_g_lo)
         s = torch.maximum(torch.minimum(err[rows], 0.25 * tol * a_hi), noise)
-        c = guess[rows].nan_to_num(0.5).clamp(a_lo, a_hi)
+        c = guess[rows].clamp(a_lo, a_hi)
         bisect = stalled[rows] >= 2
         low = torch.where(bisect, a_lo + 0.25 * width, (c - s).clamp(a_lo, a_hi))
         high = torch.where(bisect, a_lo + 0.75 * width, (c + s).clamp(a_lo, a_hi))

@@ -10,8 +10,17 @@ from hypothesis import strategies as st
 from torch import nn
 
 from art_geometry import DeepFoolSettings
+from art_geometry._model import ModelView
 from art_geometry.datasets import make_classifier
-from art_geometry.margins import MarginResult, deepfool_margins, margin_metric, subspace_margins
+from art_geometry.margins import (
+    MarginResult,
+    _gap,
+    _refine_crossing,
+    _storable,
+    deepfool_margins,
+    margin_metric,
+    subspace_margins,
+)
 from art_geometry.subspaces import dct_subspaces, direction, random_subspace
 from tests.helpers import Linear, assert_unchanged, random_linear
 
@@ -374,9 +383,6 @@ class CubicGap(nn.Module):
 @pytest.mark.parametrize("steps", [10, 20, 40])
 @pytest.mark.parametrize("curvature, passes", [(0.01, 4), (1.0, 7)])
 def test_refinement_finds_the_root_of_a_curved_gap_in_few_passes(steps, curvature, passes):
-    from art_geometry._model import ModelView
-    from art_geometry.margins import _gap, _refine_crossing, _storable
-
     # on the segment from (0, c) to (1, c) the gap is t + a t^3 - c, with root t* where t* + a t*^3 = c
     t_star = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
     model = CubicGap(curvature)

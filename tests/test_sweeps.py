@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(worker.__file__)
 
 
-def _torchrun(mode: str, out: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER), mode,
-           str(out)]
+def _torchrun(*program: str) -> subprocess.CompletedProcess:
+    """Run ``program`` (a script and its arguments, or ``-m module ...``) on two gloo ranks under torchrun."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *program]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
 
@@ -46,7 +46,7 @@ def single():
 
 @pytest.mark.slow
 def test_two_gloo_ranks_give_the_single_process_results(tmp_path, single):
-    done = _torchrun("shard", tmp_path)
+    done = _torchrun(str(WORKER), "shard", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1)]
     assert len(single["margins"]) == worker.N  # 101 samples: 7 chunks of 16, uneven over two ranks
@@ -59,7 +59,7 @@ def test_two_gloo_ranks_give_the_single_process_results(tmp_path, single):
 
 @pytest.mark.slow
 def test_a_failing_rank_stops_every_rank_with_its_error(tmp_path):
-    done = _torchrun("fail", tmp_path)
+    done = _torchrun(str(WORKER), "fail", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     for rank in (0, 1):
         msg = (tmp_path / f"rank{rank}.txt").read_text()
@@ -285,10 +285,7 @@ def test_cli_report_under_torchrun_equals_one_process(tmp_path, capsys):
     args = ["report", "--model", "tests._sweep_worker:model", "--data", "digits", "--sections", "margins,regions",
             "--samples", "40", "--batch-size", "8", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "art_geometry",
-           *args, "--out", str(tmp_path / "two")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    done = _torchrun("-m", "art_geometry", *args, "--out", str(tmp_path / "two"))
     assert done.returncode == 0, done.stderr[-2000:]
     # rank 0 alone prints the summary and writes the files
     assert done.stdout.count("report written to") == 1
