@@ -169,6 +169,32 @@ class Checkpoint:
     def _chunk_path(self, index: int) -> Path:
         return self.dir / f"chunk-{index:06d}.npz"
 
+    def read(self, name: str) -> "bytes | None":
+        """
+        :param name: A file name inside the sweep's directory.
+        :return: The file's payload, or ``None`` when it does not exist or its checksum fails (then warned: the
+                 caller recomputes it, never trusts it).
+        """
+        path = self.dir / name
+        if not path.exists():
+            return None
+        blob = path.read_bytes()
+        payload, check = blob[:-_DIGEST], blob[-_DIGEST:]
+        if len(blob) <= _DIGEST or hashlib.sha256(payload).digest() != check:
+            warnings.warn(f"checkpoint file {str(path)!r} is corrupt or truncated (checksum): recomputed",
+                          stacklevel=3)
+            return None
+        return payload
+
+    def write(self, name: str, payload: bytes) -> None:
+        """
+        Write ``payload`` with its SHA-256 appended, atomically (temporary file, fsync, rename).
+
+        :param name: A file name inside the sweep's directory.
+        :param payload: The bytes to store.
+        """
+        _write_atomic(self.dir / name, payload + hashlib.sha256(payload).digest())
+
     def load(self, index: int, digest: str, span: str) -> "dict[str, np.ndarray] | None":
         """
         :param index: The chunk's index.
@@ -177,14 +203,8 @@ class Checkpoint:
         :return: The stored arrays, or ``None`` when the chunk is not finished (or its file is corrupt: warned).
         :raises ValueError: When the chunk was computed on other data.
         """
-        path = self._chunk_path(index)
-        if not path.exists():
-            return None
-        blob = path.read_bytes()
-        payload, check = blob[:-_DIGEST], blob[-_DIGEST:]
-        if len(blob) <= _DIGEST or hashlib.sha256(payload).digest() != check:
-            warnings.warn(f"checkpoint chunk {str(path)!r} is corrupt or truncated (checksum): recomputed",
-                          stacklevel=2)
+        payload = self.read(self._chunk_path(index).name)
+        if payload is None:
             return None
         with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -204,7 +224,6 @@ class Checkpoint:
         """
         buf = io.BytesIO()
         np.savez(buf, __data_hash__=np.array(digest), **arrays)
-        payload = buf.getvalue()
-        _write_atomic(self._chunk_path(index), payload + hashlib.sha256(payload).digest())
+        self.write(self._chunk_path(index).name, buf.getvalue())
         self.computed += 1
         logger.debug("checkpoint chunk %d written to %s", index, self.dir)

@@ -4,7 +4,8 @@ The ``art-geometry`` command.
 ``art-geometry report --demo`` trains four small CNNs on the embedded digits data from the same initial weights
 (natural with batch 512 and 32, the PRS paper's network A/B contrast; Jacobian-regularised; PGD adversarial
 training; see :mod:`art_geometry.report.demo`), tracks their geometry over training and writes the benchmark
-report. ``art-geometry report --model ... --data ...`` does the same for the user's models.
+report. ``art-geometry report --model ... --data ...`` does the same for the user's models; with
+``--checkpoint DIR`` an interrupted report resumes, training and computing only what had not finished.
 
 ``art-geometry sweep --family margins|subspace|prs|robust --model ... --data ... [--checkpoint DIR]`` runs one
 per-sample family over a data split and writes its result as JSON; under ``torchrun --nproc_per_node=N`` (or
@@ -32,6 +33,7 @@ from art_geometry._model import adapt, probe
 from art_geometry.datasets import Dataset, load_digits, load_fashion_mnist
 from art_geometry.report import SECTIONS, ReportContext, write_report
 from art_geometry.report.demo import demo_models
+from art_geometry.report.resume import ReportCheckpoint, report_settings
 
 __all__ = ["main", "load_data", "load_model"]
 
@@ -375,18 +377,29 @@ def _report(args: argparse.Namespace, wanted: list[str], data: Dataset, models: 
 
     known = {s.key: s for s in SECTIONS}
     extras: dict[str, Any] = {}
+    track = "training" in wanted
     with _process_group("cpu"):
         rank = world()[0]
         verbose = not args.quiet and rank == 0
+        checkpoint = None
+        if args.checkpoint is not None:
+            settings = report_settings(data, seed=args.seed, n_samples=args.samples, batch_size=args.batch_size,
+                                       demo={"epochs": args.epochs, "track": track} if args.demo else None)
+            try:
+                checkpoint = ReportCheckpoint(args.checkpoint, settings)
+            except ValueError as err:
+                _fail("art-geometry report", f"--checkpoint: {err}")
         if args.demo:
-            demo = demo_models(data, epochs=args.epochs, seed=args.seed, track="training" in wanted,
-                               verbose=verbose)
+            demo = demo_models(data, epochs=args.epochs, seed=args.seed, track=track, verbose=verbose,
+                               checkpoint=checkpoint)
             models = demo.models
             if demo.histories:
                 extras["training"] = demo.histories
         ctx = ReportContext(models=models, data=data, seed=args.seed, n_samples=args.samples,
                             batch_size=args.batch_size, verbose=verbose, extras=extras)
-        json_path, html_path, rows = write_report(ctx, [known[k]() for k in wanted], args.out)
+        json_path, html_path, rows = write_report(ctx, [known[k]() for k in wanted], args.out, checkpoint)
+        if checkpoint is not None and checkpoint.loaded and verbose:
+            print(f"resumed from {args.checkpoint}: {', '.join(checkpoint.loaded)} loaded", file=sys.stderr)
     if rank != 0:
         return 0
     _print_summary(rows)
@@ -499,6 +512,8 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     rep.add_argument("--batch-size", type=_positive_int, default=256)
     rep.add_argument("--seed", type=_non_negative_int, default=0)
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.add_argument("--checkpoint", help="directory keeping each trained --demo model and each finished section; "
+                     "a rerun resumes from it")
     swp = sub.add_parser("sweep", help="one per-sample family over a data split, sharded under torchrun, resumable")
     swp.add_argument("--family", required=True, choices=FAMILIES)
     swp.add_argument("--model", required=True, help="TorchScript file or module:factory")

@@ -285,10 +285,17 @@ def test_cli_report_under_torchrun_equals_one_process(tmp_path, capsys):
     args = ["report", "--model", "tests._sweep_worker:model", "--data", "digits", "--sections", "margins,regions",
             "--samples", "40", "--batch-size", "8", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
-    done = _torchrun("-m", "art_geometry", *args, "--out", str(tmp_path / "two"))
+    ckpt = str(tmp_path / "ckpt")
+    done = _torchrun("-m", "art_geometry", *args, "--out", str(tmp_path / "two"), "--checkpoint", ckpt)
     assert done.returncode == 0, done.stderr[-2000:]
-    # rank 0 alone prints the summary and writes the files
+    # rank 0 alone prints the summary and writes the files (the checkpoint's too)
     assert done.stdout.count("report written to") == 1
     one, two = (json.loads((tmp_path / name / "report.json").read_text()) for name in ("one", "two"))
     _assert_same_report(two, one)
     assert (tmp_path / "two" / "report.html").is_file()
+    # resumed on two ranks: rank 0 reads the finished margins section and hands it to rank 1, both compute regions
+    (tmp_path / "ckpt" / "report" / "section-regions.json").unlink()
+    done = _torchrun("-m", "art_geometry", *args[:-1], "--out", str(tmp_path / "three"), "--checkpoint", ckpt)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("section margins loaded") == 1 and "section regions" not in done.stderr
+    _assert_same_report(json.loads((tmp_path / "three" / "report.json").read_text()), one)

@@ -110,6 +110,9 @@ class Section(abc.ABC):
     key: str = ""
     #: Heading in ``report.html``.
     title: str = ""
+    #: Whether a checkpointed report keeps this section's data once computed (:mod:`art_geometry.report.resume`);
+    #: ``False`` for a section that only reads ``ctx.extras`` and costs nothing to recompute.
+    resumable: bool = True
 
     @abc.abstractmethod
     def compute(self, ctx: ReportContext) -> dict[str, Any]:

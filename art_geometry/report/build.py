@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ import torch
 
 from art_geometry._distributed import world
 from art_geometry._results import jsonable
+from art_geometry._sweep import SweepOptions
 from art_geometry.report.base import ReportContext, Section
 from art_geometry.report.export import export_samples
 from art_geometry.report.leaderboard import (
@@ -25,16 +27,21 @@ from art_geometry.report.leaderboard import (
     leaderboard_columns,
     model_records,
 )
+from art_geometry.report.resume import ReportCheckpoint, models_hash, report_settings
 from art_geometry.report.schema import SCHEMA_VERSION
 from art_geometry.report.templating import render
 
 __all__ = ["SCHEMA_VERSION", "build_report", "render_html", "write_report"]
 
 
-def build_report(ctx: ReportContext, sections: Sequence[Section]) -> dict[str, Any]:
+def build_report(
+    ctx: ReportContext, sections: Sequence[Section], checkpoint: "ReportCheckpoint | None" = None
+) -> dict[str, Any]:
     """
     :param ctx: The report context.
     :param sections: The sections to compute, in order.
+    :param checkpoint: Where finished sections are kept; a section already there (computed on the same models) is
+                       loaded instead of computed (:mod:`art_geometry.report.resume`).
     :return: The report as a JSON-safe dict: ``schema_version``, ``meta``, ``models`` (one leaderboard record per
              model) and ``sections`` (``{key: {"title", "seconds", "data"}}``).
     """
@@ -56,14 +63,17 @@ def build_report(ctx: ReportContext, sections: Sequence[Section]) -> dict[str, A
         "models": [],
         "sections": {},
     }
+    hashes = models_hash(ctx.models) if checkpoint is not None else {}
     for section in sections:
-        start = time.perf_counter()
-        data = section.compute(ctx)
-        out["sections"][section.key] = {
-            "title": section.title,
-            "seconds": round(time.perf_counter() - start, 3),
-            "data": jsonable(data),
-        }
+        keep = checkpoint is not None and section.resumable
+        entry = checkpoint.section(section.key, hashes) if keep else None
+        if entry is None:
+            start = time.perf_counter()
+            data = section.compute(ctx)
+            entry = {"title": section.title, "seconds": round(time.perf_counter() - start, 3), "data": jsonable(data)}
+            if keep:
+                checkpoint.save_section(section.key, hashes, entry)
+        out["sections"][section.key] = entry
     out["models"] = jsonable(model_records(ctx, sections, out))
     return out
 
@@ -103,7 +113,10 @@ def render_html(report: dict[str, Any], ctx: ReportContext, sections: Sequence[S
 
 
 def write_report(
-    ctx: ReportContext, sections: Sequence[Section], out_dir: str | Path
+    ctx: ReportContext,
+    sections: Sequence[Section],
+    out_dir: str | Path,
+    checkpoint: "ReportCheckpoint | str | os.PathLike[str] | None" = None,
 ) -> tuple[Path, Path, list[tuple[str, str, str]]]:
     """
     Compute the sections, write ``report.json``, the per-sample tables under ``samples/`` and ``report.html`` to
@@ -113,11 +126,18 @@ def write_report(
     :param ctx: The report context.
     :param sections: The sections, in order.
     :param out_dir: Output folder (created by rank 0).
+    :param checkpoint: A directory (or an open :class:`~art_geometry.report.resume.ReportCheckpoint`) keeping each
+                       finished section, so that a rerun after an interruption computes only the unfinished ones
+                       and writes the same report; a directory holding a report of other settings (data, seed,
+                       ``n_samples``, ``batch_size``) or other models is refused.
     :return: Paths of the JSON and HTML files, and the summary rows ``(model, metric (sample set), value)``.
     """
     out_dir = Path(out_dir)
     json_path, html_path = out_dir / "report.json", out_dir / "report.html"
-    report = build_report(ctx, sections)
+    if checkpoint is not None and not isinstance(checkpoint, ReportCheckpoint):
+        checkpoint = ReportCheckpoint(SweepOptions.build(checkpoint=checkpoint).checkpoint, report_settings(
+            ctx.data, seed=ctx.seed, n_samples=ctx.n_samples, batch_size=ctx.batch_size))
+    report = build_report(ctx, sections, checkpoint)
     rows = _summary_rows(report, sections)
     if world()[0] != 0:
         return json_path, html_path, rows

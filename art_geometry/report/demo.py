@@ -22,6 +22,7 @@ from typing import Any
 
 from art_geometry._rng import seeded
 from art_geometry.datasets import Dataset, SmallCNN, make_classifier
+from art_geometry.report.resume import ReportCheckpoint
 from art_geometry.tracking import GeometryTracker, fit_tracked
 from art_geometry.training import JacobianRegularizedTrainer
 
@@ -87,7 +88,13 @@ _RECIPES: dict[str, Callable[..., None]] = {
 
 
 def demo_models(
-    data: Dataset, *, epochs: int = 15, seed: int = 0, track: bool = False, verbose: bool = True
+    data: Dataset,
+    *,
+    epochs: int = 15,
+    seed: int = 0,
+    track: bool = False,
+    verbose: bool = True,
+    checkpoint: "ReportCheckpoint | None" = None,
 ) -> DemoModels:
     """
     Train the four demo models (see the module docstring) for ``epochs`` epochs each.
@@ -98,22 +105,32 @@ def demo_models(
     :param track: Follow each training with a :class:`GeometryTracker` (every third epoch and the last, 100 train
                   and 100 test samples); without it, the trackers measure nothing.
     :param verbose: Print which model is training.
+    :param checkpoint: Where each model is kept once trained (its weights and history); a model already there is
+                       loaded instead of trained. Its manifest must hold ``epochs``, ``seed`` and ``track``.
     :return: The classifiers (in eval mode) and, with ``track``, their histories.
     """
     with seeded(seed):
         init = SmallCNN(data.input_shape, data.nb_classes).state_dict()
     models: dict[str, Any] = {}
     histories: dict[str, dict[str, Any]] = {}
-    for name, train in _RECIPES.items():
+    for index, (name, train) in enumerate(_RECIPES.items()):
         module = SmallCNN(data.input_shape, data.nb_classes)
         module.load_state_dict(init)
         clf = make_classifier(module, data.input_shape, data.nb_classes)
-        tracker = _tracker(data, epochs, seed, track)
-        if verbose:
-            print(f"training {name} for {epochs} epochs ...", file=sys.stderr)
-        train(clf, data, epochs, seed, tracker)
+        stored = checkpoint.trained(index) if checkpoint is not None else None
+        if stored is not None:
+            module.load_state_dict(stored[0])
+            history = stored[1]
+        else:
+            tracker = _tracker(data, epochs, seed, track)
+            if verbose:
+                print(f"training {name} for {epochs} epochs ...", file=sys.stderr)
+            train(clf, data, epochs, seed, tracker)
+            history = tracker.history if track else None
+            if checkpoint is not None:
+                checkpoint.save_trained(index, module.state_dict(), history)
         module.eval()
         models[name] = clf
-        if track:
-            histories[name] = tracker.history
+        if history is not None:
+            histories[name] = history
     return DemoModels(models, histories)

@@ -82,6 +82,7 @@ class TrainingSection(Section):
 
     key = "training"
     title = "Geometry over training"
+    resumable = False
 
     def compute(self, ctx: ReportContext) -> dict[str, Any]:
         if "training" not in ctx.extras:
