@@ -27,8 +27,9 @@ Commands::
         --out examples_out/margins_over_training_fashion    # about 7 minutes
 
 Claims MDB-O1 / O2 / O3 of ``examples/RESULTS.md`` are judged from these JSONs (mean margins with their standard
-errors, the paper's statistic; the correct / incorrect groups; the transitions). The tracker's first point is
-after the first epoch, so the paper's jump from the initialisation is not measured.
+errors, the paper's statistic; the correct / incorrect groups; the transitions). The first point is the
+initialised network before any weight update (epoch -1 in the JSON, as in the paper's Fig. 1: "after the weight
+initialization - i.e. before the first training weight update"), so the jump after the first epoch is measured.
 
 Each run writes ``margins_over_training.json`` (both histories' key numbers and the settings),
 ``margins_over_training.png`` (median L2 and L-inf margin curves of both trainings, one y-scale per norm) and
@@ -166,6 +167,8 @@ def run_training(classifier: Any, data: Dataset, adversarial: bool, args: argpar
             classifier, norm=np.inf, eps=args.eps, eps_step=args.eps / 4, max_iter=10, verbose=False
         )
         trainer = AdversarialTrainer(classifier, attacks=pgd, ratio=0.5)
+    # the paper's first point: the initialised network, before any weight update (filed as epoch -1)
+    tracker.evaluate(classifier, -1, {"time": 0.0})
     return fit_tracked(
         classifier, data.x_train, data.y_train, nb_epochs=args.epochs, batch_size=args.batch_size, tracker=tracker,
         seed=args.seed, trainer=trainer,
@@ -185,7 +188,7 @@ def key_numbers(history: dict[str, Any]) -> dict[str, Any]:
     """
     :param history: A tracker history.
     :return: Per tracked epoch (0-based, as in the tracker and its plots: epoch ``e`` is measured after ``e + 1``
-        epochs of training): accuracy, median and mean margins per norm, subset and group (with the
+        epochs of training, epoch -1 before any): accuracy, median and mean margins per norm, subset and group (with the
         number of samples in the group; ``None`` for the statistics of an empty group), test robust accuracy, the
         training time of each epoch; and the transitions.
     """
@@ -252,7 +255,8 @@ def print_table(numbers: dict[str, Any]) -> None:
         for row in num["epochs"]:
             print(f"{name:12s}{row['epoch']:4d}" + "".join(f"{row[c]:10.3f}" for c in cols)
                   + "".join(f"{float('nan') if row[m] is None else row[m]:13.4f}" for m in margins))
-    print("(ep: 0-based epoch; median margins; 'incor' = misclassified samples, nan = none)")
+    print("(ep: 0-based epoch, -1 = the initialised network; median margins; 'incor' = misclassified samples, "
+          "nan = none)")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -73,6 +73,29 @@ def test_results_verdicts_follow_the_stated_criteria():
     assert gen.spread([1.0, 2.0, 3.0]) == "2 (1-3, 3 seeds)" and gen.spread([0.5]) == "0.5"
 
 
+def _mdb_report(means: list[float], initial: "float | None") -> dict:
+    """A constructed ``margins_over_training`` report: natural training with these mean margins (every norm and
+    subset, standard error 2% of the mean) after each epoch, and the initialised network's mean (``None``: no point
+    before training, as in the runs made before it existed)."""
+    def row(epoch: int, mean: float) -> dict:
+        return {"epoch": epoch, **{f"{s}_{n}_all_{k}": v for s in ("train", "test") for n in ("l2", "linf")
+                                   for k, v in (("mean", mean), ("std_error", 0.02 * mean))}}
+
+    rows = ([] if initial is None else [row(-1, initial)]) + [row(e, m) for e, m in enumerate(means)]
+    return {"results": {"natural": {"epochs": rows, "transitions": []}}}
+
+
+def test_margins_verdict_judges_the_jump_from_the_initialised_network():
+    gen = _load(GENERATOR)
+    falling = [1.6, 1.4, 1.3, 1.1, 1.0]
+    assert gen.judge_mdb_o1([_mdb_report(falling, 0.2)]).verdict == "reproduced"
+    no_jump = gen.judge_mdb_o1([_mdb_report(falling, 2.0)])
+    assert no_jump.verdict == "partly reproduced" and "initialisation: False" in no_jump.why
+    unmeasured = gen.judge_mdb_o1([_mdb_report(falling, 0.2), _mdb_report(falling, None)])
+    assert unmeasured.verdict == "partly reproduced" and "at initialisation: not measured" in unmeasured.ours
+    assert gen.judge_mdb_o1([_mdb_report(falling[::-1], 0.2)]).verdict == "not reproduced"
+
+
 @pytest.mark.slow
 def test_results_table_has_every_claim(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
