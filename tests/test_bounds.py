@@ -10,10 +10,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import art_geometry as ag
-from art_geometry import L1, L2, LINF, BoundsSettings, DeepFoolSettings, margin_bounds
+from art_geometry import L1, L2, LINF, BoundsSettings, DeepFoolSettings, deepfool_margins, margin_bounds
 from art_geometry._model import ModelView, adapt
 from art_geometry.bounds import MarginBoundsResult
 from art_geometry.bounds import lipschitz as lip
@@ -308,6 +309,43 @@ def test_affine_relu_layers_fold_batch_norm_and_dropout():
     torch.testing.assert_close(h, expected, rtol=1e-5, atol=1e-6)
 
 
+class _Constants(nn.Module):
+    """A forward of functions and arithmetic with constants: ``2 (relu(W1 x) - shift)``, ``tanh``, ``leaky_relu``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(16, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+        self.register_buffer("shift", torch.linspace(-1, 1, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = (F.relu(self.fc1(torch.flatten(x, 1))) - self.shift) * 2.0
+        h = F.leaky_relu(torch.tanh(self.fc2(1.0 - h) / 3.0), 0.2)
+        return self.fc3(h)
+
+
+def test_arithmetic_with_constants_is_read_as_affine_layers():
+    torch.manual_seed(0)
+    model = _Constants().double()
+    x = torch.rand(6, *SHAPE, dtype=torch.float64)
+    chain = read_chain(adapt(model), SHAPE)
+    kinds = [(layer.kind, type(layer.module).__name__) for layer in chain.layers]
+    assert kinds == [("affine", "_Reshape"), ("affine", "Linear"), ("relu", "ReLU"), ("affine", "Arithmetic"),
+                     ("affine", "Arithmetic"), ("affine", "Arithmetic"), ("affine", "Linear"),
+                     ("affine", "Arithmetic"), ("activation", "Tanh"), ("activation", "LeakyReLU"),
+                     ("affine", "Linear")]
+    with torch.no_grad():
+        torch.testing.assert_close(chain(x), model(x), rtol=1e-12, atol=1e-12)
+    # each constant's operator norm bounds its dense one exactly (elementwise maps)
+    for layer in chain.layers:
+        if layer.kind == "affine" and type(layer.module).__name__ == "Arithmetic":
+            w, _ = unfold([layer], layer.in_shape, torch.device("cpu"))
+            for norm in (L1, L2, LINF):
+                assert lip._layer_norm(layer, norm, torch.device("cpu")) == pytest.approx(lip._dense_norm(w, norm))
+    res = margin_bounds(model, x.numpy(), norm=2, method="lipschitz")
+    df = deepfool_margins(model, x.numpy(), norm=2)
+    assert np.all(res.lower > 0) and np.all(res.lower <= df.margins)
+
+
 class _Residual(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -366,7 +404,7 @@ def test_auto_falls_back_when_crown_is_not_implemented(linear_case, monkeypatch)
     def not_yet(*args, **kwargs):
         raise NotImplementedError("not yet")
 
-    monkeypatch.setattr(crown, "crown_supported", lambda view: (True, ""))
+    monkeypatch.setattr(crown, "crown_supported", lambda view, shape: (True, ""))
     monkeypatch.setattr(crown, "crown_radii", not_yet)
     with pytest.warns(UserWarning, match="CROWN is not available \\(not yet\\)"):
         res = margin_bounds(model, x, norm=2)

@@ -201,7 +201,7 @@ def _crown_reason(prep: Prepared, norm: Norm) -> str:
         from art_geometry.bounds.crown import crown_supported
     except ImportError as err:
         return f"CROWN is not available: {err}"
-    supported, why = crown_supported(prep.view)
+    supported, why = crown_supported(prep.view, tuple(int(s) for s in prep.x.shape[1:]))
     return "" if supported else why
 
 

@@ -10,17 +10,21 @@ branches), from the (affine) preprocessing to the logits. Its layers are
   ``Unflatten``, ``Identity``, ``Dropout`` (eval mode), ``Tensor.flatten`` / ``view`` / ``reshape`` /
   ``torch.flatten``, and the classifier's preprocessing when the adapter marks it affine (ART's mean/std
   standardisation, foolbox's mean/std/flip: ``ModelView.affine_preprocess``);
+* arithmetic with a constant operand (a number or a parameter / buffer: ``x + c``, ``x - c``, ``c - x``,
+  ``x * c``, ``x / c`` as operators, ``torch`` functions or tensor methods), affine in ``x``;
 * ReLU (``nn.ReLU``, ``torch.relu``, ``F.relu``, ``Tensor.relu``), the other activations ``LeakyReLU``, ``Tanh``,
-  ``Sigmoid``, and ``MaxPool1d`` / ``MaxPool2d``;
+  ``Sigmoid`` (modules, functions or tensor methods), and ``MaxPool1d`` / ``MaxPool2d``;
 * a final ``softmax`` / ``log_softmax`` over the classes, dropped: it does not change the predicted class, so the
   decision regions are those of the logits before it.
 
 :func:`affine_relu_layers` writes a ReLU network as its list of dense affine maps (every run of affine layers
-between two ReLUs unfolded into one matrix by pushing the standard basis through it), the input of the MILP.
+between two ReLUs unfolded into one matrix by pushing the standard basis through it), the input of the MILP. The
+same chain is what the Lipschitz, MILP and CROWN bounds read (one reader for all three).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from dataclasses import dataclass, field
@@ -33,7 +37,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from art_geometry._model import ModelView, adapt
 
-__all__ = ["Layer", "Chain", "read_chain", "affine_relu_layers", "unfold"]
+__all__ = ["Arithmetic", "Layer", "Chain", "read_chain", "affine_relu_layers", "unfold"]
 
 _DTYPE = torch.float64
 
@@ -47,6 +51,18 @@ _AFFINE_MODULES: tuple[type[nn.Module], ...] = (
 _ACTIVATION_MODULES: tuple[type[nn.Module], ...] = (nn.LeakyReLU, nn.Tanh, nn.Sigmoid)
 
 _RELU_FUNCTIONS = {torch.relu, F.relu}
+#: Other activations called as functions (or tensor methods), by the module that stands in for them.
+_ACTIVATION_FUNCTIONS: dict[Any, type[nn.Module]] = {
+    torch.tanh: nn.Tanh, F.tanh: nn.Tanh, "tanh": nn.Tanh,
+    torch.sigmoid: nn.Sigmoid, F.sigmoid: nn.Sigmoid, "sigmoid": nn.Sigmoid,
+}
+#: Arithmetic with a constant operand, as functions or tensor methods.
+_ARITHMETIC: dict[Any, str] = {
+    operator.add: "add", torch.add: "add", "add": "add",
+    operator.sub: "sub", torch.sub: "sub", "sub": "sub",
+    operator.mul: "mul", torch.mul: "mul", "mul": "mul",
+    operator.truediv: "div", torch.div: "div", "div": "div",
+}
 _RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
 _RESHAPE_METHODS = {"flatten", "view", "reshape", "contiguous"}
 _SOFTMAX_FUNCTIONS = {torch.softmax, torch.log_softmax, F.softmax, F.log_softmax}
@@ -69,6 +85,38 @@ class _Reshape(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape((x.shape[0],) + self.shape)
+
+
+class Arithmetic(nn.Module):
+    """
+    ``x (op) c`` (or ``c (op) x`` for add, sub and mul) with a constant ``c``: an affine map of ``x``.
+
+    :param op: ``"add"``, ``"sub"``, ``"mul"`` or ``"div"``.
+    :param const: The constant, a float64 tensor (a copy) or a number.
+    :param swapped: The constant is the first operand.
+    :param alpha: The ``alpha`` of ``torch.add`` / ``torch.sub``.
+    """
+
+    def __init__(self, op: str, const: "torch.Tensor | float", swapped: bool, alpha: float = 1.0):
+        super().__init__()
+        self.op, self.const, self.swapped, self.alpha = op, const, swapped, alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.const
+        if self.op == "add":
+            return c + self.alpha * x if self.swapped else x + self.alpha * c
+        if self.op == "sub":
+            return c - self.alpha * x if self.swapped else x - self.alpha * c
+        if self.op == "mul":
+            return c * x
+        return x / c
+
+    def scale(self) -> float:
+        """:return: The largest factor of the linear part, ``max |d (x op c) / dx|``: its operator norm."""
+        c = torch.as_tensor(self.const, dtype=_DTYPE)
+        if self.op in ("add", "sub"):
+            return abs(float(self.alpha)) if self.swapped else 1.0
+        return float(c.abs().max()) if self.op == "mul" else float((1.0 / c.abs()).max())
 
 
 class Preprocessing(nn.Module):
@@ -191,16 +239,17 @@ class Chain:
         yield block, in_shape, None
 
 
-def unfold(layers: "list[Layer] | tuple[Layer, ...]", in_shape: tuple[int, ...],
-           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def unfold(layers: "list[Layer] | tuple[Layer, ...]", in_shape: tuple[int, ...], device: torch.device,
+           limit: "int | None" = DENSE_LIMIT) -> tuple[torch.Tensor, torch.Tensor]:
     """
     The dense affine map of a run of affine layers, by pushing the standard basis through them in float64.
 
     :param layers: Affine layers, in order (none: the identity).
     :param in_shape: Their input sample shape.
     :param device: Where to compute.
+    :param limit: Most entries of the matrix (``None``: no limit; CROWN bounds any size it is given).
     :return: ``(W, b)``: ``W`` ``(out, in)`` and ``b`` ``(out,)`` float64, with ``layers(x) = W flatten(x) + b``.
-    :raises ValueError: When the matrix would exceed :data:`DENSE_LIMIT` floats.
+    :raises ValueError: When the matrix would exceed ``limit`` floats.
     """
 
     def apply(z: torch.Tensor) -> torch.Tensor:
@@ -212,7 +261,7 @@ def unfold(layers: "list[Layer] | tuple[Layer, ...]", in_shape: tuple[int, ...],
     with torch.no_grad():
         offset = apply(torch.zeros((1,) + tuple(in_shape), dtype=_DTYPE, device=device))
         out = offset.shape[1]
-        if d * out > DENSE_LIMIT:
+        if limit is not None and d * out > limit:
             names = ", ".join(layer.name for layer in layers)
             raise ValueError(f"the affine layers {names} are too large to write as one dense {out} x {d} matrix")
         chunk = max(1, _CHUNK_FLOATS // max(out, d))
@@ -297,16 +346,57 @@ def _calls(node: torch.fx.Node, functions: set[Any], methods: set[str]) -> bool:
     return node.op == "call_method" and node.target in methods
 
 
-def _layer(node: torch.fx.Node, layers: dict[str, nn.Module], in_shape: tuple[int, ...],
+def _constant(arg: Any, root: nn.Module) -> "torch.Tensor | float | None":
+    """:return: A ``get_attr`` node's tensor (a float64 copy) or a plain number; ``None`` for anything else."""
+    if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
+        value = functools.reduce(getattr, str(arg.target).split("."), root)
+        return value.detach().to(_DTYPE) if isinstance(value, torch.Tensor) else None
+    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        return float(arg)
+    return None
+
+
+def _arithmetic(node: torch.fx.Node, prev: torch.fx.Node, root: nn.Module) -> "Arithmetic | None":
+    """:return: The stand-in of ``prev (op) c`` / ``c (op) prev`` with a constant ``c``, or ``None``."""
+    op = _ARITHMETIC[node.target]
+    if len(node.args) != 2 or set(node.kwargs) - ({"alpha"} if op in ("add", "sub") else set()):
+        return None
+    first, second = node.args
+    if first is prev and second is not prev:
+        const, swapped = _constant(second, root), False
+    elif second is prev and first is not prev and op != "div":
+        const, swapped = _constant(first, root), True
+    else:
+        return None
+    alpha = node.kwargs.get("alpha", 1)
+    if const is None or not isinstance(alpha, (int, float)):
+        return None
+    return Arithmetic(op, const, swapped, float(alpha))
+
+
+def _layer(node: torch.fx.Node, prev: torch.fx.Node, root: nn.Module, in_shape: tuple[int, ...],
            out_shape: tuple[int, ...]) -> tuple["Layer | None", str]:
-    """:return: The layer of a tensor node, or ``None`` and why it is not supported."""
-    module = layers.get(str(node.target)) if node.op == "call_module" else None
+    """:return: The layer of a tensor node (``prev``: the node it follows), or ``None`` and why it is not supported."""
+    module = root.get_submodule(str(node.target)) if node.op == "call_module" else None
     if node.op == "call_module":
         kind = _kind_of_module(module)
-        why = _refusal(module) if kind is not None else _describe(node, module)
+        refusal = _refusal(module) if kind is not None else ""
+        why = f"{refusal} at {node.target!r}" if refusal else "" if kind is not None else _describe(node, module)
         stand_in = _Reshape(out_shape) if isinstance(module, (nn.Flatten, nn.Unflatten)) else module
     elif _calls(node, _RELU_FUNCTIONS, {"relu"}):
         kind, why, stand_in = "relu", "", nn.ReLU()
+    elif node.op in ("call_function", "call_method") and node.target in _ACTIVATION_FUNCTIONS:
+        kind, why, stand_in = "activation", "", _ACTIVATION_FUNCTIONS[node.target]()
+    elif _calls(node, {F.leaky_relu}, {"leaky_relu"}):
+        slope = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
+        if isinstance(slope, (int, float)):
+            kind, why, stand_in = "activation", "", nn.LeakyReLU(float(slope))
+        else:
+            kind, why, stand_in = None, _describe(node, None), None
+    elif node.op in ("call_function", "call_method") and node.target in _ARITHMETIC:
+        stand_in = _arithmetic(node, prev, root)
+        kind = "affine"
+        why = "" if stand_in is not None else f"{_describe(node, None)} (arithmetic without one constant operand)"
     elif _calls(node, _RESHAPE_FUNCTIONS, _RESHAPE_METHODS):
         kind, why, stand_in = "affine", "", _Reshape(out_shape)
     elif _calls(node, _SOFTMAX_FUNCTIONS, _SOFTMAX_METHODS):
@@ -344,6 +434,8 @@ def _trace(view: ModelView, input_shape: tuple[int, ...]) -> tuple[list[Layer], 
     bad: list[str] = []
     current: torch.fx.Node | None = None
     for node in graph.nodes:
+        if node.op == "get_attr":  # a constant operand, read with the node that uses it
+            continue
         if node.op == "placeholder":
             if current is not None:
                 bad.append(f"a second input {node.name!r}")
@@ -359,7 +451,7 @@ def _trace(view: ModelView, input_shape: tuple[int, ...]) -> tuple[list[Layer], 
                 continue
             bad.append(_describe(node, layers.get(str(node.target))))
             continue
-        inputs = [a for a in node.all_input_nodes if _shape(a) is not None]
+        inputs = [a for a in node.all_input_nodes if _shape(a) is not None and a.op != "get_attr"]
         if inputs != [current] or current is None:
             bad.append(f"{_describe(node, layers.get(str(node.target)))} (not a chain of layers)")
             current = node
@@ -368,7 +460,7 @@ def _trace(view: ModelView, input_shape: tuple[int, ...]) -> tuple[list[Layer], 
         if shape[0] != _PROBE or in_shape[0] != _PROBE:
             bad.append(f"{_describe(node, layers.get(str(node.target)))} (mixes samples)")
         else:
-            layer, why = _layer(node, layers, in_shape[1:], shape[1:])
+            layer, why = _layer(node, current, module, in_shape[1:], shape[1:])
             if layer is None:
                 bad.append(why)
             else:

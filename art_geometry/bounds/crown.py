@@ -19,8 +19,9 @@ The bound propagation is the ``bound-propagation`` package (``pip install art-ge
 concretises with the exponent ``p / (1 - p)`` instead of the dual ``p / (p - 1)`` in 0.4.7 (an unsound bound),
 so the L2 ball is :class:`_L2Ball` below.
 
-The model is read as a chain of layers (``torch.fx`` trace of the forward: an ``nn.Sequential``, or a module
-whose forward calls its layers one after the other, such as the zoo's ``MLP`` and ``SmallCNN``) and rebuilt in
+The model is read as a chain of layers by the reader every certified bound shares
+(:func:`art_geometry.bounds._network.read_chain`: a ``torch.fx`` trace of the forward, an ``nn.Sequential`` or a
+module whose forward calls its layers one after the other, such as the zoo's ``MLP`` and ``SmallCNN``) and rebuilt in
 float64 on the model's device from ``nn.Linear`` layers, activations and ``Cat`` blocks of bound-propagation:
 every run of affine layers between two nonlinear ones (the classifier's mean/std preprocessing, convolutions,
 eval-mode batch norms, average pools, flattens, arithmetic with constants) is unfolded into one dense
@@ -39,18 +40,15 @@ both the clipped and the unclipped distance. It is computed in float64 and is so
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
-import operator
 import warnings
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 from torch.nn.utils import skip_init
 
 from art_geometry._batching import batches
@@ -58,47 +56,9 @@ from art_geometry._model import ModelView
 from art_geometry._norms import L2, LINF, Norm
 from art_geometry._rng import generator
 from art_geometry._validation import check_number, check_positive_int
+from art_geometry.bounds._network import Chain, read_chain, unfold
 
 __all__ = ["crown_radii", "crown_seconds", "crown_supported"]
-
-Stage = Callable[[torch.Tensor], torch.Tensor]
-
-#: Activation layers bound-propagation relaxes.
-_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.Tanh, nn.Sigmoid)
-
-#: The same activations called as functions or tensor methods in a forward.
-_ACTIVATION_CALLS: dict[Any, type[nn.Module]] = {
-    torch.relu: nn.ReLU, F.relu: nn.ReLU, "relu": nn.ReLU,
-    torch.tanh: nn.Tanh, F.tanh: nn.Tanh, "tanh": nn.Tanh,
-    torch.sigmoid: nn.Sigmoid, F.sigmoid: nn.Sigmoid, "sigmoid": nn.Sigmoid,
-}
-
-#: Softmax over the classes: dropped at the end of the chain (the predicted class is that of the logits).
-_SOFTMAX: tuple[type[nn.Module], ...] = (nn.Softmax, nn.LogSoftmax)
-_SOFTMAX_CALLS = {torch.softmax, torch.log_softmax, F.softmax, F.log_softmax, "softmax", "log_softmax"}
-
-#: Affine layers (in eval mode), unfolded into dense linear layers.
-_AFFINE: tuple[type[nn.Module], ...] = (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool1d, nn.AvgPool2d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout,
-)
-
-#: Layers that are affine only in eval mode.
-_MODAL: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout)
-
-#: Max pools, bounded as tournaments of ReLUs.
-_POOLS: tuple[type[nn.Module], ...] = (nn.MaxPool1d, nn.MaxPool2d)
-
-#: Arithmetic with a constant operand (affine in the other one), as functions or tensor methods.
-_ARITHMETIC: dict[Any, str] = {
-    operator.add: "add", torch.add: "add", "add": "add",
-    operator.sub: "sub", torch.sub: "sub", "sub": "sub",
-    operator.mul: "mul", torch.mul: "mul", "mul": "mul",
-    operator.truediv: "div", torch.div: "div", "div": "div",
-}
-
-#: Floats of one chunk of basis vectors when unfolding affine layers.
-_UNFOLD_FLOATS = 1 << 24
 
 _DTYPE = torch.float64
 
@@ -150,179 +110,39 @@ def _factory(bp: Any) -> Callable[[], Any]:
     return build
 
 
-@dataclass(frozen=True)
-class _Layer:
+def _chain(view: ModelView, input_shape: tuple[int, ...]) -> tuple["Chain | None", str]:
     """
-    One link of the model's chain.
-
-    :param kind: ``"affine"`` (``op`` maps a batch affinely), ``"activation"`` (``op`` is the activation class),
-                 ``"leaky"`` (``op`` is the negative slope), ``"maxpool"`` (``op`` is the pooling module) or
-                 ``"softmax"`` (``op`` is ``None``).
-    :param op: See ``kind``.
-    """
-
-    kind: str
-    op: Any
-
-
-def _refusal(module: nn.Module) -> str:
-    """:return: Why a layer (read inside :meth:`ModelView.evaluating`) cannot be bounded, or ``""``."""
-    if isinstance(module, _POOLS):
-        if module.ceil_mode or module.return_indices:
-            return f"{type(module).__name__} with ceil_mode or return_indices"
-        return ""
-    if isinstance(module, _SOFTMAX):
-        return "" if module.dim in (None, 1, -1) else f"{type(module).__name__} not over the classes"
-    if not isinstance(module, _ACTIVATIONS + _AFFINE + (nn.LeakyReLU,)):
-        return type(module).__name__
-    if isinstance(module, _MODAL) and module.training:
-        return f"{type(module).__name__} in train mode"
-    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.running_mean is None:
-        return f"{type(module).__name__} without running statistics"
-    return ""
-
-
-def _constant(arg: Any, root: nn.Module) -> Any:
-    """:return: A ``get_attr`` node's tensor (float64 copy) or a plain number; ``None`` for anything else."""
-    if isinstance(arg, fx.Node) and arg.op == "get_attr":
-        value = functools.reduce(getattr, str(arg.target).split("."), root)
-        return value.detach().to(_DTYPE) if isinstance(value, torch.Tensor) else None
-    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
-        return arg
-    return None
-
-
-def _arithmetic(node: fx.Node, prev: fx.Node, root: nn.Module) -> "Stage | None":
-    """:return: ``x -> x (op) c`` (or ``c (op) x`` for add, sub, mul) for a node with one constant operand."""
-    name = _ARITHMETIC[node.target]
-    if len(node.args) != 2 or set(node.kwargs) - ({"alpha"} if name in ("add", "sub") else set()):
-        return None
-    first, second = node.args
-    if first is prev and second is not prev:
-        const, swapped = _constant(second, root), False
-    elif second is prev and first is not prev and name != "div":
-        const, swapped = _constant(first, root), True
-    else:
-        return None
-    if const is None:
-        return None
-    alpha = node.kwargs.get("alpha", 1)
-    ops = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}
-    if name in ("add", "sub"):
-        if swapped:
-            return lambda z: ops[name](const, z, alpha=alpha)
-        return lambda z: ops[name](z, const, alpha=alpha)
-    return lambda z: ops[name](const, z) if swapped else ops[name](z, const)
-
-
-def _call_layer(node: fx.Node, prev: fx.Node, root: nn.Module) -> "_Layer | None":
-    """:return: The layer of a ``call_function`` / ``call_method`` node, or ``None`` when it is not supported."""
-    target = node.target
-    if target in _ACTIVATION_CALLS and node.args[:1] == (prev,) and len(node.args) == 1:
-        return _Layer("activation", _ACTIVATION_CALLS[target])
-    if target in (F.leaky_relu, "leaky_relu") and node.args[:1] == (prev,):
-        slope = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
-        return _Layer("leaky", float(slope)) if isinstance(slope, (int, float)) else None
-    if target in _SOFTMAX_CALLS and node.args[:1] == (prev,):
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-        return _Layer("softmax", None) if dim in (None, 1, -1) else None
-    if target in (torch.flatten, "flatten") and node.args[:1] == (prev,):
-        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-        end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-        if isinstance(start, int) and start >= 1 and isinstance(end, int):
-            return _Layer("affine", lambda z: torch.flatten(z, start, end))
-        return None
-    if target in _ARITHMETIC:
-        stage = _arithmetic(node, prev, root)
-        return None if stage is None else _Layer("affine", stage)
-    return None
-
-
-def _describe(node: fx.Node) -> str:
-    if node.op == "call_module":
-        return str(node.target)
-    if node.op == "call_method":
-        return f"{node.name} (.{node.target}())"
-    return f"{node.name} ({getattr(node.target, '__name__', node.target)})"
-
-
-def _node_layer(node: fx.Node, prev: fx.Node, root: nn.Module) -> tuple["_Layer | None", str]:
-    """:return: ``(layer, "")`` for a supported node of the chain, ``(None, its name and why)`` otherwise."""
-    if node.op != "call_module":
-        found = _call_layer(node, prev, root)
-        return found, "" if found is not None else _describe(node)
-    sub = root.get_submodule(str(node.target))
-    why = _refusal(sub) if node.args == (prev,) and not node.kwargs else "called with extra arguments"
-    if why:
-        return None, f"{node.target} ({why})"
-    if isinstance(sub, _ACTIVATIONS):
-        return _Layer("activation", type(sub)), ""
-    if isinstance(sub, nn.LeakyReLU):
-        return _Layer("leaky", float(sub.negative_slope)), ""
-    if isinstance(sub, _SOFTMAX):
-        return _Layer("softmax", None), ""
-    return _Layer("maxpool" if isinstance(sub, _POOLS) else "affine", sub), ""
-
-
-def _chain(view: ModelView) -> tuple[list[_Layer], str]:
-    """
-    Read the model as a chain of layers from a ``torch.fx`` trace of its forward; call inside
-    :meth:`ModelView.evaluating` (the layers' modes are checked).
+    The model as the certified bounds read it (:func:`~art_geometry.bounds._network.read_chain`, one reader for
+    every method), with what CROWN adds: max pools without ``ceil_mode``.
 
     :param view: The model view.
-    :return: ``(layers, "")``, or ``([], reason)`` where the model cannot be bounded.
+    :param input_shape: The shape of one input sample.
+    :return: ``(chain, "")``, or ``(None, reason)`` where CROWN cannot bound the model.
     """
-    module = view.module
-    if view.preprocess is not None and not view.affine_preprocess:
-        return [], "CROWN bounds need an affine preprocessing (mean/std standardisation) or none"
-    if isinstance(module, torch.jit.ScriptModule):
-        return [], "CROWN bounds need the Python module, not a TorchScript module"
     try:
-        graph = fx.symbolic_trace(module).graph
-    except Exception as err:  # any user forward: report why it cannot be read as a chain
-        return [], f"CROWN bounds need a forward that torch.fx can trace: {type(err).__name__}: {err}"
-    nodes = [n for n in graph.nodes if n.op != "get_attr"]
-    if [n.op for n in nodes].count("placeholder") != 1:
-        return [], "CROWN bounds need a forward of one input"
-    layers: list[_Layer] = []
-    bad: list[str] = []
-    prev = nodes[0]
-    for node in nodes[1:]:
-        if [n for n in node.all_input_nodes if n.op != "get_attr"] != [prev] or len(prev.users) != 1:
-            return [], f"CROWN bounds need a chain of layers; {_describe(node)} does not take the previous output"
-        if node.op == "output":
-            break
-        layer, why = _node_layer(node, prev, module)
-        if layer is None:
-            bad.append(why)
-        else:
-            layers.append(layer)
-        prev = node
-    while layers and layers[-1].kind == "softmax":
-        layers.pop()
-    if any(layer.kind == "softmax" for layer in layers):
-        bad.append("a softmax before the last layer")
+        chain = read_chain(view, input_shape)
+    except ValueError as err:
+        return None, f"CROWN bounds: {err}"
+    bad = [f"{layer.module!r} at {layer.name!r} (ceil_mode)" for layer in chain.layers
+           if layer.kind == "maxpool" and layer.module.ceil_mode]
     if bad:
-        return [], f"layers not supported by CROWN bounds: {', '.join(bad)}"
-    return layers, ""
+        return None, f"CROWN bounds: unsupported layers: {'; '.join(bad)}"
+    return chain, ""
 
 
-def crown_supported(view: ModelView) -> tuple[bool, str]:
+def crown_supported(view: ModelView, input_shape: tuple[int, ...]) -> tuple[bool, str]:
     """
-    Whether :func:`crown_radii` can bound the model: a chain of layers (an ``nn.Sequential``, nested ones allowed,
-    or a forward that calls its layers one after the other) of ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``
-    (modules or functions), ``MaxPool1d``/``MaxPool2d`` and affine layers (``Linear``, ``Conv1d``/``Conv2d``,
-    eval-mode ``BatchNorm1d``/``BatchNorm2d`` with running statistics, ``AvgPool``/``AdaptiveAvgPool`` 1d/2d,
-    ``Flatten``, ``Unflatten``, ``Identity``, eval-mode ``Dropout``, ``torch.flatten``, arithmetic with constants),
-    after an affine preprocessing (mean/std standardisation) or none; a final softmax over the classes is dropped
-    (it does not change the predicted class).
+    Whether :func:`crown_radii` can bound the model: a chain of layers as the certified bounds read it
+    (:mod:`art_geometry.bounds._network`: affine layers, arithmetic with constants, ``ReLU``, ``LeakyReLU``,
+    ``Tanh``, ``Sigmoid``, ``MaxPool1d`` / ``MaxPool2d`` without ``ceil_mode``, after an affine preprocessing or
+    none; a final softmax over the classes is dropped).
 
     :param view: The model view; the layers' modes are read inside :meth:`ModelView.evaluating` (restored).
+    :param input_shape: The shape of one input sample.
     :return: ``(True, "")``, or ``(False, reason)`` with the reason naming the unsupported layers.
     """
-    with view.evaluating():
-        layers, why = _chain(view)
-    return bool(layers), why
+    chain, why = _chain(view, tuple(int(s) for s in input_shape))
+    return chain is not None, why
 
 
 #: Seconds per sample per weight of the unfolded network for 20 bisection steps, measured on a quiet 2-core CPU
@@ -341,34 +161,13 @@ def crown_seconds(view: ModelView, input_shape: tuple[int, ...], steps: int = 20
     :param steps: Bisection steps.
     :return: ``(seconds per sample, weights of the unfolded network)``.
     """
-    with view.evaluating():
-        chain, _ = _chain(view)
-        net = _bound_network(view, chain, tuple(int(s) for s in input_shape))
+    chain, why = _chain(view, tuple(int(s) for s in input_shape))
+    if chain is None:
+        raise ValueError(why)
+    with torch.no_grad():
+        net = _bound_network(chain)
     weights = sum(p.numel() for p in net.parameters())
     return _SECONDS_PER_WEIGHT * weights * steps / 20, int(weights)
-
-
-def _unfold(stages: list[Stage], shape: tuple[int, ...], device: torch.device) -> tuple[nn.Linear, tuple[int, ...]]:
-    """
-    :param stages: Affine maps applied in order to batches of samples of shape ``shape``.
-    :param shape: Their input sample shape.
-    :param device: Where to build the layer.
-    :return: The dense ``nn.Linear`` equal to their composition on flattened samples, and its output shape.
-    """
-
-    def apply(z: torch.Tensor) -> torch.Tensor:
-        for stage in stages:
-            z = stage(z)
-        return z
-
-    d = math.prod(shape)
-    offset = apply(torch.zeros((1, *shape), dtype=_DTYPE, device=device))
-    out_shape = tuple(offset.shape[1:])
-    offset = offset.flatten(1)
-    chunk = max(1, _UNFOLD_FLOATS // max(offset.shape[1], d))
-    eye = torch.eye(d, dtype=_DTYPE, device=device)
-    columns = [apply(eye[i:i + chunk].reshape(-1, *shape)).flatten(1) - offset for i in range(0, d, chunk)]
-    return _linear(torch.cat(columns).T, offset[0]), out_shape
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
@@ -379,13 +178,13 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
     return layer
 
 
-def _windows(pool: nn.Module, shape: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, tuple[int, ...]]:
+def _windows(pool: nn.Module, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """
     :param pool: A ``MaxPool1d`` / ``MaxPool2d`` without ``ceil_mode``.
     :param shape: Its input sample shape ``(C, L)`` or ``(C, H, W)``.
     :param device: Where to build the index tensor.
-    :return: ``(n_out, window)`` flat input indices of each output's window (``-1`` for padding), and the output
-             shape; checked against the pool on random inputs.
+    :return: ``(n_out, window)`` flat input indices of each output's window (``-1`` for padding), checked against
+             the pool on random inputs.
     """
     two = isinstance(pool, nn.MaxPool2d)
     names = ("kernel_size", "stride", "padding", "dilation")
@@ -406,7 +205,7 @@ def _windows(pool: nn.Module, shape: tuple[int, ...], device: torch.device) -> t
     expected = torch.where(windows >= 0, flat[:, windows.clamp(min=0)], -math.inf).amax(dim=2)
     if pooled[0].numel() != windows.shape[0] or not torch.equal(pooled.flatten(1), expected):
         raise ValueError(f"cannot read the windows of {pool!r} on inputs of shape {shape}")
-    return windows, tuple(pooled.shape[1:])
+    return windows
 
 
 def _tournament(windows: torch.Tensor, size: int) -> list[nn.Module]:
@@ -467,38 +266,29 @@ def _merged(layers: list[nn.Module]) -> list[nn.Module]:
     return out
 
 
-def _bound_network(view: ModelView, chain: list[_Layer], input_shape: tuple[int, ...]) -> nn.Sequential:
+def _bound_network(chain: Chain) -> nn.Sequential:
     """
-    The model (preprocessing included) as float64 layers of bound-propagation on flattened inputs; call inside
-    :meth:`ModelView.evaluating`. The user's layers are copied, never modified.
+    The model's chain as float64 layers of bound-propagation on flattened inputs: each run of affine layers
+    unfolded into one dense ``nn.Linear`` (:func:`~art_geometry.bounds._network.unfold`), ReLU, Tanh and Sigmoid as
+    themselves, a leaky ReLU as ``s z + (1 - s) relu(z)``, a max pool as a tournament of ReLUs. The user's layers
+    are read, never modified.
 
-    :param view: The model view.
-    :param chain: Its layers (:func:`_chain`).
-    :param input_shape: The shape of one input sample.
-    :return: The network, on the model's device.
+    :param chain: The model's chain (:func:`_chain`).
+    :return: The network, on the chain's device.
     """
-    stages: list[Stage] = [] if view.preprocess is None else [view.preprocess]
     layers: list[nn.Module] = []
-    shape = input_shape
-    for layer in chain:
-        if layer.kind == "affine":
-            op = layer.op
-            stages.append(copy.deepcopy(op).to(_DTYPE) if isinstance(op, nn.Module) else op)
-            continue
-        if stages:
-            linear, shape = _unfold(stages, shape, view.device)
-            layers.append(linear)
-            stages = []
-        if layer.kind == "activation":
-            layers.append(layer.op())
-        elif layer.kind == "leaky":
-            layers += _leaky(layer.op, math.prod(shape), view.device)
+    for block, in_shape, after in chain.affine_runs():
+        if block or after is None and not layers:
+            layers.append(_linear(*unfold(block, in_shape, chain.device, limit=None)))
+        if after is None:
+            break
+        size = after.in_dim
+        if after.kind == "maxpool":
+            layers += _tournament(_windows(after.module, after.in_shape, chain.device), size)
+        elif isinstance(after.module, nn.LeakyReLU):
+            layers += _leaky(float(after.module.negative_slope), size, chain.device)
         else:
-            size = math.prod(shape)
-            windows, shape = _windows(layer.op, shape, view.device)
-            layers += _tournament(windows, size)
-    if stages or not layers:
-        layers.append(_unfold(stages, shape, view.device)[0])
+            layers.append(nn.ReLU() if after.kind == "relu" else type(after.module)())
     return nn.Sequential(*_merged(layers))
 
 
@@ -641,12 +431,12 @@ def crown_radii(view: ModelView, x: torch.Tensor, pred: torch.Tensor, norm: Norm
     pred = torch.as_tensor(pred, dtype=torch.long, device=view.device)
     upper = torch.as_tensor(upper, dtype=_DTYPE, device=view.device)
     radii = np.zeros(len(x), dtype=np.float64)
-    with view.evaluating(), torch.no_grad():
-        chain, why = _chain(view)
-        if not chain:
-            raise ValueError(why)
-        shape = tuple(int(s) for s in x.shape[1:])
-        net = _bound_network(view, chain, shape)
+    shape = tuple(int(s) for s in x.shape[1:])
+    chain, why = _chain(view, shape)
+    if chain is None:
+        raise ValueError(why)
+    with torch.no_grad():
+        net = _bound_network(chain)
         model = factory.build(net)
         nb_classes = int(net(torch.zeros((1, math.prod(shape)), dtype=_DTYPE, device=view.device)).shape[1])
         for b in batches(view, x, batch_size):

@@ -24,7 +24,8 @@ bound:
   discrete frequencies (Sedghi, Gupta and Long, ICLR 2019, Theorem 6): the zero-padded, strided convolution is
   ``C`` restricted to the valid outputs, so its norm is at most ``||C||_2``; eval-mode batch norm: the largest
   ``|gamma| / sqrt(var + eps)``; flattens, reshapes, identities, eval-mode dropouts: 1; the mean/std
-  preprocessing: the largest ``1 / |std|``;
+  preprocessing: the largest ``1 / |std|``; arithmetic with a constant ``c``: ``max |c|`` for ``x * c``,
+  ``max 1 / |c|`` for ``x / c``, ``|alpha|`` for ``c +- alpha x``, 1 for ``x +- alpha c``;
 * activations: ``c = 1`` for ReLU and Tanh, ``1/4`` for Sigmoid, ``max(1, |slope|)`` for LeakyReLU; a max-pool whose
   windows cover each input at most ``m = prod_d min(k_d, ceil((dilation_d (k_d - 1) + 1) / stride_d))`` times:
   ``1`` for ``p = inf``, ``sqrt(m)`` for ``p = 2``, ``m`` for ``p = 1``.
@@ -44,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from art_geometry._norms import L1, L2, LINF, Norm
-from art_geometry.bounds._network import DENSE_LIMIT, Chain, Layer, Preprocessing, unfold
+from art_geometry.bounds._network import DENSE_LIMIT, Arithmetic, Chain, Layer, Preprocessing, unfold
 
 __all__ = ["LipschitzBound"]
 
@@ -120,6 +121,8 @@ def _circular_norm(module: nn.Module, weight: torch.Tensor, in_shape: tuple[int,
 def _layer_norm(layer: Layer, norm: Norm, device: torch.device) -> float:
     """A certified upper bound of one affine layer's operator norm ``||A||_{p->p}`` (linear part)."""
     module = layer.module
+    if isinstance(module, Arithmetic):
+        return module.scale()
     if isinstance(module, Preprocessing):
         with torch.no_grad():
             zeros = torch.zeros((1,) + layer.in_shape, dtype=torch.float64, device=device)
