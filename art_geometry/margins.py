@@ -222,6 +222,7 @@ def _deepfool(
     which: torch.Tensor,
     plan: _Plan,
     at_start: tuple[torch.Tensor, torch.Tensor],
+    first: "tuple[torch.Tensor, torch.Tensor] | None" = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     DeepFool from ``start`` for a batch, each sample leaving the active set as soon as its prediction changes.
@@ -231,6 +232,9 @@ def _deepfool(
     points already past the boundary).
 
     :param at_start: Whether each ``start`` is adversarial and its gap (:func:`_gap`), ``(B,)`` each.
+    :param first: ``(f, w)`` of :func:`_class_gradients` at ``start`` for every row when already known, used by
+                  the first iteration instead of computing them (the subspace sweep computes them once per sample
+                  for all its subspaces).
     :return: The final points ``(B, *shape)``, whether each is adversarial ``(B,)``, the iterations ``(B,)`` and
              the gap :func:`_gap_of` at the final points ``(B,)``.
     """
@@ -244,7 +248,11 @@ def _deepfool(
     for _ in range(plan.settings.max_iter):
         if active.numel() == 0:
             break
-        f, w = _class_gradients(view, x[active], pred[active], others[active])
+        if first is not None:
+            f, w = first[0][active], first[1][active]
+            first = None
+        else:
+            f, w = _class_gradients(view, x[active], pred[active], others[active])
         if stack is not None:
             w = stack.project(w, which[active])
         r = _step(f, w, norm)
@@ -549,22 +557,30 @@ def _margins_rows(
     stack: SubspaceStack | None,
     which: torch.Tensor,
     plan: _Plan,
+    source: "tuple[torch.Tensor, torch.Tensor] | None" = None,
 ) -> tuple[torch.Tensor, ...]:
     """
     Margins of one batch of rows (samples, or sample-subspace pairs).
 
+    :param source: ``(samples, index)`` when the rows repeat a few samples (``x0 = samples[index]``: the subspace
+                   sweep, one row per sample and subspace): the logits and the first DeepFool iteration's
+                   gradients, taken at ``x0`` where every subspace starts, are computed once per sample and shared
+                   by its rows (the projection onto each row's subspace comes after). Same result as without.
     :return: ``margins, success, iterations, predictions, perturbations`` as tensors.
     """
+    distinct, index = source if source is not None else (x0, None)
     with torch.no_grad():
-        logits = view(x0)
+        logits = view(distinct)
     pred = logits.argmax(dim=1)
-    gap0 = _gap_of(logits, pred)
-    k = plan.candidates
-    ranked = logits.argsort(dim=1, descending=True)[:, :k]
     # the top-k classes by logit, the predicted one (first) excluded
-    others = ranked[:, 1:]
+    others = logits.argsort(dim=1, descending=True)[:, 1:plan.candidates]
+    first = None
+    if index is not None:
+        f, w = _class_gradients(view, distinct, pred, others)
+        logits, pred, others, first = logits[index], pred[index], others[index], (f[index], w[index])
+    gap0 = _gap_of(logits, pred)
     clean = torch.zeros_like(pred, dtype=torch.bool)
-    x, success, iters, gap = _deepfool(view, x0, x0, pred, others, stack, which, plan, (clean, gap0))
+    x, success, iters, gap = _deepfool(view, x0, x0, pred, others, stack, which, plan, (clean, gap0), first)
     for attempt in range(1, plan.settings.restarts + 1):
         failed = (~success).nonzero(as_tuple=True)[0]
         if failed.numel() == 0:
@@ -729,7 +745,9 @@ def subspace_margins(
 
     The subspaces are measured in one pass: a batch of ``batch_size`` samples is replicated once per subspace and
     row ``i`` is projected onto its own subspace (for DCT blocks, one transform with a per-row mask), so a pass
-    holds ``batch_size * len(subspaces)`` rows.
+    holds ``batch_size * len(subspaces)`` rows. Every subspace starts at the sample itself, so the logits and the
+    candidates' gradients of the first DeepFool iteration are computed once per sample and projected onto each
+    subspace (the reference code computes them once per subspace).
 
     :param classifier: The classifier.
     :param x: Inputs ``(N, *input_shape)``, or a ``Dataset`` / ``DataLoader`` (as in :func:`deepfool_margins`).
@@ -764,9 +782,9 @@ def subspace_margins(
             for batch in batches(view, chunk.x, batch_size):
                 xb = batch.x
                 b = xb.shape[0]
-                rows = xb.unsqueeze(0).expand((s,) + tuple(xb.shape)).reshape((s * b,) + tuple(xb.shape[1:]))
+                index = torch.arange(b, device=view.device).repeat(s)
                 which = torch.arange(s, device=view.device).repeat_interleave(b)
-                m, ok, _, p, _ = _margins_rows(view, rows, stack, which, plan)
+                m, ok, _, p, _ = _margins_rows(view, xb[index], stack, which, plan, (xb, index))
                 margins.append(m.cpu().reshape(s, b))
                 success.append(ok.cpu().reshape(s, b))
                 pred.append(p[:b].cpu())
