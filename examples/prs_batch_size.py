@@ -23,7 +23,11 @@ adopted"); FGSM takes one step of eps.
 On digits the training set has 1,437 samples, so batch 2048 is ONE full batch per epoch (full-batch Adam: one step
 per epoch), against 12 steps per epoch at batch 128. The epoch count is the same for both (as in the paper), chosen
 so that the full-batch net also trains to a reasonable accuracy. The paper trains CNN-6 for 300 epochs on the full
-data sets (MNIST, F-MNIST, CIFAR-10); on one CPU thread that does not fit, hence the subsets below.
+data sets (MNIST, F-MNIST, CIFAR-10); on one CPU thread that does not fit, hence the subsets below. A larger run
+was tried on 2026-12-02 (``--n-train 8192 --n-test 1000 --epochs 40``, where batch 2048 takes 4 steps an epoch
+instead of one): the first net alone (training with the tracker's five measurements on all 8,192 + 1,000 samples)
+took 73 min on one thread beside another job, so a seed would take about 2.5 h and three seeds most of a day; it
+was stopped, and the 1,024-sample runs below stay the ones behind ``examples/RESULTS.md``.
 
 Commands::
 
