@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -39,6 +40,8 @@ logger = logging.getLogger("art_geometry.checkpoint")
 
 _FORMAT = 1
 _DIGEST = 32
+#: Floats converted to float64 at a time when hashing data.
+_HASH_FLOATS = 1 << 20
 
 
 def model_hash(view: ModelView) -> str:
@@ -64,7 +67,10 @@ def data_hash(x: "np.ndarray | torch.Tensor", labels: "np.ndarray | None") -> st
     """
     arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     h = hashlib.sha256(str(tuple(arr.shape)).encode())
-    h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    blocks = arr.reshape((1,) + arr.shape) if arr.ndim == 0 else arr
+    rows = max(1, _HASH_FLOATS // max(1, math.prod(blocks.shape[1:])))
+    for start in range(0, len(blocks), rows):  # a block of samples at a time: never a float64 copy of all of x
+        h.update(np.ascontiguousarray(blocks[start:start + rows], dtype=np.float64).data)
     if labels is not None:
         h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
     return h.hexdigest()
