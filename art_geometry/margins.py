@@ -47,7 +47,6 @@ __all__ = [
     "SubspaceMarginResult",
     "deepfool_margins",
     "margin_metric",
-    "subspace_batch_size",
     "subspace_margins",
 ]
 
@@ -730,23 +729,23 @@ def deepfool_margins(
 #: The default subspace batch keeps the candidates' gradients of one pass (``rows x (candidates - 1) x D`` float32)
 #: under this many bytes; a pass holds about three such tensors (the gradients, their copies per row and their
 #: projections).
-SUBSPACE_PASS_BYTES = 256 * 2**20
+_SUBSPACE_PASS_BYTES = 256 * 2**20
 #: And takes at most this many samples: on a quiet CPU thread 64 samples x 21 DCT blocks ran the Hold me tight
 #: LeNet sweep 1.3-1.4x faster than 8 (128: a further 2-5%), with the same margins.
-SUBSPACE_BATCH = 64
+_SUBSPACE_BATCH = 64
 
 
-def subspace_batch_size(sample_shape: Sequence[int], n_subspaces: int, candidates: int) -> int:
+def _subspace_batch_size(sample_shape: Sequence[int], n_subspaces: int, candidates: int) -> int:
     """
     :param sample_shape: The shape of one sample.
     :param n_subspaces: Subspaces per sample.
     :param candidates: Classes considered, the predicted one included.
     :return: The default ``batch_size`` of :func:`subspace_margins`: the most samples, at most
-             :data:`SUBSPACE_BATCH`, whose pass keeps the candidates' gradients under :data:`SUBSPACE_PASS_BYTES`
+             :data:`_SUBSPACE_BATCH`, whose pass keeps the candidates' gradients under :data:`_SUBSPACE_PASS_BYTES`
              (3x224x224 inputs with 21 subspaces and 10 classes: 2 samples; 1x28x28: 64).
     """
     per_sample = n_subspaces * max(candidates - 1, 1) * math.prod(sample_shape) * 4
-    return max(1, min(SUBSPACE_BATCH, SUBSPACE_PASS_BYTES // per_sample))
+    return max(1, min(_SUBSPACE_BATCH, _SUBSPACE_PASS_BYTES // per_sample))
 
 
 def _is_subspaces(value: Any) -> bool:
@@ -784,7 +783,7 @@ def subspace_margins(
     :param subspaces: Subspaces of the sample shape (e.g. :func:`art_geometry.subspaces.dct_subspaces`).
     :param settings: A :class:`~art_geometry.DeepFoolSettings`, as in :func:`deepfool_margins`.
     :param batch_size: Samples per pass (each replicated ``len(subspaces)`` times); ``None``: as many as keep the
-                       candidates' gradients of a pass under 256 MiB, at most 64 (:func:`subspace_batch_size`).
+                       candidates' gradients of a pass under 256 MiB, at most 64.
     :param verbose: Progress bar.
     :param checkpoint: Directory for finished chunks, to resume an interrupted sweep (as in
                        :func:`deepfool_margins`).
@@ -807,7 +806,7 @@ def subspace_margins(
     plan = _Plan.of(view, replace(settings, seed=shared_seed(settings.seed, sweep_options, key)))
     s = len(stack)
     if batch_size is None:
-        batch_size = subspace_batch_size(prep.sample_shape, s, plan.candidates)
+        batch_size = _subspace_batch_size(prep.sample_shape, s, plan.candidates)
 
     def compute(chunk: Prepared, index: int) -> Chunk:
         margins, success, pred = [], [], []

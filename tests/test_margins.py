@@ -126,16 +126,16 @@ def test_subspace_margins_equal_one_at_a_time():
 
 
 def test_default_subspace_batch_follows_the_gradients_memory():
-    from art_geometry.margins import SUBSPACE_BATCH, SUBSPACE_PASS_BYTES, subspace_batch_size
+    from art_geometry.margins import _SUBSPACE_BATCH, _SUBSPACE_PASS_BYTES, _subspace_batch_size
 
     # 21 subspaces x 9 candidate gradients x 150,528 floats x 4 bytes = 114 MB a sample: 2 fit 256 MiB
-    assert subspace_batch_size((3, 224, 224), 21, 10) == SUBSPACE_PASS_BYTES // (21 * 9 * 150528 * 4) == 2
-    assert subspace_batch_size((1, 28, 28), 21, 10) == SUBSPACE_BATCH == 64
-    assert subspace_batch_size((3, 2000, 2000), 21, 10) == 1
+    assert _subspace_batch_size((3, 224, 224), 21, 10) == _SUBSPACE_PASS_BYTES // (21 * 9 * 150528 * 4) == 2
+    assert _subspace_batch_size((1, 28, 28), 21, 10) == _SUBSPACE_BATCH == 64
+    assert _subspace_batch_size((3, 2000, 2000), 21, 10) == 1
     model, x = linear_setup(n=10)
     subs = dct_subspaces(SHAPE, block_size=4, stride=2)
     res = subspace_margins(model, x, subspaces=subs, candidates=5)
-    assert res.params["batch_size"] == subspace_batch_size(SHAPE, len(subs), 5)
+    assert res.params["batch_size"] == _subspace_batch_size(SHAPE, len(subs), 5)
     np.testing.assert_allclose(res.margins, subspace_margins(model, x, subspaces=subs, candidates=5,
                                                              batch_size=3).margins, rtol=1e-9)
 

@@ -113,10 +113,10 @@ class Arithmetic(nn.Module):
 
     def scale(self) -> float:
         """:return: The largest factor of the linear part, ``max |d (x op c) / dx|``: its operator norm."""
-        c = torch.as_tensor(self.const, dtype=_DTYPE)
         if self.op in ("add", "sub"):
             return abs(float(self.alpha)) if self.swapped else 1.0
-        return float(c.abs().max()) if self.op == "mul" else float((1.0 / c.abs()).max())
+        size = torch.as_tensor(self.const, dtype=_DTYPE).abs()
+        return float(size.max()) if self.op == "mul" else float((1.0 / size).max())
 
 
 class Preprocessing(nn.Module):
@@ -380,8 +380,11 @@ def _layer(node: torch.fx.Node, prev: torch.fx.Node, root: nn.Module, in_shape: 
     module = root.get_submodule(str(node.target)) if node.op == "call_module" else None
     if node.op == "call_module":
         kind = _kind_of_module(module)
-        refusal = _refusal(module) if kind is not None else ""
-        why = f"{refusal} at {node.target!r}" if refusal else "" if kind is not None else _describe(node, module)
+        if kind is None:
+            why = _describe(node, module)
+        else:
+            refusal = _refusal(module)
+            why = f"{refusal} at {node.target!r}" if refusal else ""
         stand_in = _Reshape(out_shape) if isinstance(module, (nn.Flatten, nn.Unflatten)) else module
     elif _calls(node, _RELU_FUNCTIONS, {"relu"}):
         kind, why, stand_in = "relu", "", nn.ReLU()

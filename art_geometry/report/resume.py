@@ -121,10 +121,9 @@ class ReportCheckpoint:
         if payload is None:
             return None
         stored = json.loads(payload)
-        if stored["models"] != models:
-            differ = sorted(set(stored["models"]) ^ set(models)) or [
-                name for name in models if stored["models"][name] != models[name]
-            ]
+        differ = sorted(name for name in set(stored["models"]) | set(models)
+                        if stored["models"].get(name) != models.get(name))
+        if differ:
             raise ValueError(
                 f"checkpoint {str(self._store.dir)!r}: section {key!r} was computed on other models than this run's "
                 f"(differ: {', '.join(differ)}); start a new directory"
