@@ -102,7 +102,9 @@ class DeepFoolSettings(Settings):
                            finds is refined, verified and kept where shorter; ``0`` turns the stage off.
     :param restarts: Noisy restarts for the samples where DeepFool fails, ``>= 0``.
     :param restart_noise: Standard deviation per coordinate of the restart noise, ``> 0``, in input units.
-    :param box: Clamp the iterates into the classifier's ``clip_values`` (margins inside the valid input box).
+    :param box: Keep every iterate inside the classifier's ``clip_values`` (margins inside the valid input
+                box): each DeepFool step is the shortest move to a linearised boundary within the box
+                (:func:`art_geometry._linear_step.box_step`; in a subspace, the subspace step clamped).
     :param seed: Seed of the restart noise: a non-negative int, or ``None`` for fresh entropy (the seed drawn is
                  recorded in ``result.params``).
     """

@@ -12,7 +12,10 @@ boundary:
 
 The steps accumulate into ``r_total`` and the iterate is ``x + (1 + overshoot) r_total`` (foolbox 3's placement);
 each sample stops as soon as the model's prediction changes. The subspace-constrained variant of "Hold me tight!"
-(Ortiz-Jimenez et al., NeurIPS 2020, Algorithm 1) replaces ``w_k`` by ``P_S w_k``.
+(Ortiz-Jimenez et al., NeurIPS 2020, Algorithm 1) replaces ``w_k`` by ``P_S w_k``. Inside a box (``box=True``)
+each step is the shortest move to a linearised boundary within the box, solved exactly
+(:mod:`art_geometry._linear_step`), and the iterate is ``clamp(x_i + (1 + overshoot) r_i)``; foolbox and ART step
+in R^D and clamp the accumulated iterate, which takes 2-4x more iterations when the box binds.
 
 The margin is measured from the region the MODEL PREDICTS at ``x``: the labels only split the samples into
 correctly and incorrectly classified ones.
@@ -31,6 +34,7 @@ import torch
 
 from art_geometry._api import legacy_positional
 from art_geometry._batching import batches
+from art_geometry._linear_step import box_step, free_step
 from art_geometry._model import ModelView
 from art_geometry._norms import Norm
 from art_geometry._prepare import Prepared, prepare
@@ -49,10 +53,6 @@ __all__ = [
     "margin_metric",
     "subspace_margins",
 ]
-
-#: Added to the step length (in the chosen norm), as foolbox does, so that a step lands past the linearised
-#: boundary rather than on it.
-_STEP_EPS = 1e-4
 
 
 def _split_summary(margins: np.ndarray, success: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
@@ -175,8 +175,8 @@ class _Plan:
         return {**self.settings.to_dict(), "seed": self.seed, "batch_size": batch_size}
 
 
-def _class_gradients(
-    view: ModelView, x: torch.Tensor, pred: torch.Tensor, others: torch.Tensor
+def _candidate_gradients(
+    z: torch.Tensor, xa: torch.Tensor, pred: torch.Tensor, others: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     All candidate-class gradients from one forward pass: one batched backward pass per candidate ``j`` through the
@@ -185,10 +185,10 @@ def _class_gradients(
     replicated per candidate by about 3x (SmallCNN, 8 x 8 and 28 x 28, batch 128 and 512, 9 candidates; identical
     gradients): ``K`` plain backward kernels over the whole batch are faster than their vmapped form.
 
+    :param z: ``(A, C)`` logits at ``xa``, with their graph.
+    :param xa: ``(A, *shape)`` the points, requiring gradients.
     :return: ``f = Z_k - Z_pred`` ``(A, K)`` and ``w = grad f`` ``(A, K, *shape)``.
     """
-    xa = x.detach().requires_grad_(True)
-    z = view(xa)
     f = z.gather(1, others) - z.gather(1, pred[:, None])
     k = others.shape[1]
     w = torch.stack(
@@ -197,25 +197,31 @@ def _class_gradients(
     return f.detach(), w
 
 
-def _step(f: torch.Tensor, w: torch.Tensor, norm: Norm) -> torch.Tensor:
-    """
-    The DeepFool step to the nearest linearised boundary (CVPR 2016, Eq. (8)-(10)), plus ``_STEP_EPS``:
-    ``l = argmin_k |f_k| / ||w_k||_q`` (``q`` the dual norm), ``r = (|f_l| / ||w_l||_q + eps) u(w_l)`` with ``u``
-    the unit-p-norm steepest step (:meth:`Norm.unit_step`: ``w / ||w||_2`` for L2, ``sign(w)`` for L-inf).
+def _class_gradients(
+    view: ModelView, x: torch.Tensor, pred: torch.Tensor, others: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:return: :func:`_candidate_gradients` at ``x``: ``f`` ``(A, K)`` and ``w`` ``(A, K, *shape)``."""
+    xa = x.detach().requires_grad_(True)
+    return _candidate_gradients(view(xa), xa, pred, others)
 
-    :param f: ``(A, K)`` logit differences.
-    :param w: ``(A, K, *shape)`` their gradients (projected, in a subspace).
-    :param norm: The norm of the margin.
-    :return: ``(A, *shape)``; zero for a sample whose gradients all vanish (it cannot move).
+
+def _start(
+    view: ModelView, x: torch.Tensor, candidates: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """
-    dual = norm.dual.measure_rows(w)
-    dist = torch.where(dual > 0, f.abs() / dual, torch.full_like(dual, math.inf))
-    best = dist.argmin(dim=1)
-    rows = torch.arange(f.shape[0], device=f.device)
-    d_l, n_l, w_l = dist[rows, best], dual[rows, best], w[rows, best]
-    movable = torch.isfinite(d_l)
-    length = torch.where(movable, d_l + _STEP_EPS, torch.zeros_like(d_l))
-    return length.reshape((-1,) + (1,) * (w_l.ndim - 1)) * norm.unit_step(w_l, n_l)
+    The logits at the clean samples and DeepFool's first iteration from the same forward pass (every sample starts
+    clean, so the first iteration takes gradients at every ``x``).
+
+    :param candidates: Top classes by logit considered, the predicted one included.
+    :return: The logits ``(A, C)``, the predictions ``(A,)``, the other candidates ``(A, K)`` (top classes by
+             logit, the predicted one excluded) and :func:`_candidate_gradients` ``(f, w)`` there.
+    """
+    xa = x.detach().requires_grad_(True)
+    z = view(xa)
+    logits = z.detach()
+    pred = logits.argmax(dim=1)
+    others = logits.argsort(dim=1, descending=True)[:, 1:candidates]
+    return logits, pred, others, _candidate_gradients(z, xa, pred, others)
 
 
 def _deepfool(
@@ -259,15 +265,19 @@ def _deepfool(
             first = None
         else:
             f, w = _class_gradients(view, x[active], pred[active], others[active])
-        if stack is not None:
-            w = stack.project(w, which[active])
-        r = _step(f, w, norm)
-        if stack is not None and norm.p != 2:
-            r = stack.project(r, which[active])
-        r_total[active] += r
-        xa = start[active] + (1.0 + plan.settings.overshoot) * r_total[active]
-        if plan.box is not None:
-            xa = xa.clamp(*plan.box)
+        if stack is None and plan.box is not None:
+            r = box_step(f, w, x[active], plan.box, norm)
+            xa = (x[active] + (1.0 + plan.settings.overshoot) * r).clamp(*plan.box)
+        else:
+            if stack is not None:
+                w = stack.project(w, which[active])
+            r = free_step(f, w, norm)
+            if stack is not None and norm.p != 2:
+                r = stack.project(r, which[active])
+            r_total[active] += r
+            xa = start[active] + (1.0 + plan.settings.overshoot) * r_total[active]
+            if plan.box is not None:
+                xa = xa.clamp(*plan.box)
         x[active] = xa
         iters[active] += 1
         adv, gap[active] = _gap(view, xa, pred[active])
@@ -438,12 +448,12 @@ def _crossing(
     final = _storable(t.reshape(shape) * pert)
     adv = _gap(view, x0 + final, pred)[0]
     for grow in (1e-6, 1e-4, 1e-2):
-        redo = success & ~adv
-        if not bool(redo.any()):
+        redo = (success & ~adv).nonzero(as_tuple=True)[0]
+        if redo.numel() == 0:
             break
-        t = torch.where(redo, (t * (1 + grow)).clamp(max=1.0), t)
-        final = _storable(t.reshape(shape) * pert)
-        adv = _gap(view, x0 + final, pred)[0]
+        t[redo] = (t[redo] * (1 + grow)).clamp(max=1.0)
+        final[redo] = _storable(t[redo].reshape(shape) * pert[redo])
+        adv[redo] = _gap(view, x0[redo] + final[redo], pred[redo])[0]
     success = success & adv
     final[~success] = 0
     return final, success
@@ -575,15 +585,9 @@ def _margins_rows(
     :return: ``margins, success, iterations, predictions, perturbations`` as tensors.
     """
     distinct, index = source if source is not None else (x0, None)
-    with torch.no_grad():
-        logits = view(distinct)
-    pred = logits.argmax(dim=1)
-    # the top-k classes by logit, the predicted one (first) excluded
-    others = logits.argsort(dim=1, descending=True)[:, 1:plan.candidates]
-    first = None
+    logits, pred, others, first = _start(view, distinct, plan.candidates)
     if index is not None:
-        f, w = _class_gradients(view, distinct, pred, others)
-        logits, pred, others, first = logits[index], pred[index], others[index], (f[index], w[index])
+        logits, pred, others, first = logits[index], pred[index], others[index], (first[0][index], first[1][index])
     gap0 = _gap_of(logits, pred)
     clean = torch.zeros_like(pred, dtype=torch.bool)
     x, success, iters, gap = _deepfool(view, x0, x0, pred, others, stack, which, plan, (clean, gap0), first)
@@ -685,10 +689,11 @@ def deepfool_margins(
 
     Each iteration takes, for the still-active samples, one forward pass and one batched backward pass per
     top-``candidates`` class through the retained graph; a sample leaves the active set when its prediction
-    changes. The iterate is ``x + (1 + overshoot) r_total`` (foolbox's placement). With ``refine``, a batched
-    bracketing search (bisection with secant guesses) on ``x + t r``, ``t in [0, 1]``, finds the crossing so the
-    margin ``||t r||`` is inflated neither by the overshoot nor by a step past the boundary; the returned point is
-    checked to be adversarial.
+    changes. The iterate is ``x + (1 + overshoot) r_total`` (foolbox's placement); with ``box``, the step is the
+    shortest one to a linearised boundary inside ``clip_values`` and the iterate ``clamp(x_i + (1 + overshoot)
+    r_i)``. With ``refine``, a batched bracketing search (bisection with secant guesses) on ``x + t r``, ``t in
+    [0, 1]``, finds the crossing so the margin ``||t r||`` is inflated neither by the overshoot nor by a step past
+    the boundary; the returned point is checked to be adversarial.
     Samples still clean after ``max_iter`` restart from ``x + noise`` (seeded Gaussian, std ``restart_noise``,
     projected onto ``S``, keyed by the sample's values so results do not depend on the input order) up to
     ``restarts`` times; those that still fail get ``success=False`` and margin ``inf``.

@@ -12,8 +12,9 @@ Models (``--models``, all trained here, seeded, CPU):
   to three channels; samples from the test set, prepared alike.
 
 Methods, every one measuring the distance to the boundary of the region the model PREDICTS (the labels given to
-the peers are the predictions): ours (``deepfool_margins`` defaults, and variants: ``boundary_steps`` 10, 20 and
-50 and ``candidates=4``), foolbox 3 ``L2DeepFoolAttack`` / ``LinfDeepFoolAttack``, ART ``DeepFool`` (L2),
+the peers are the predictions): ours (``deepfool_margins`` defaults, and variants: ``boundary_steps`` 5, 10, 20 and
+50, ``candidates=4``, and the first iteration alone without refinement or restarts, the time floor of any
+DeepFool at these candidates), foolbox 3 ``L2DeepFoolAttack`` / ``LinfDeepFoolAttack``, ART ``DeepFool`` (L2),
 torchattacks ``DeepFool`` (L2; a Python loop over samples, so on the first ``--torchattacks-n`` samples), adv-lib
 0.2.8 ``df`` (L2, L-inf) and ``sdf`` (SuperDeepFool, L2, its defaults), and the envelope: adv-lib ``alma``
 (L2), ``ddn`` (L2), ``fmn`` and ``fab`` (L2 and L-inf) at ``--steps`` steps (100 and 1000). Every DeepFool gets
@@ -201,10 +202,14 @@ def methods(norm: float, steps: list[int]) -> list[tuple[str, Attack]]:
     adv = load_attacks()
     rows: list[tuple[str, Attack]] = [
         ("ours (default)", ours()),
+        ("ours boundary_steps=5", ours(boundary_steps=5)),
         ("ours boundary_steps=10", ours(boundary_steps=10)),
         ("ours boundary_steps=20", ours(boundary_steps=20)),
         ("ours boundary_steps=50", ours(boundary_steps=50)),
         ("ours candidates=4", ours(candidates=4)),
+        # not a margin method (samples needing a second iteration fail): the time of the first iteration alone,
+        # the floor of any DeepFool that takes the candidates' gradients at every sample
+        ("ours one iteration (floor)", ours(max_iter=1, refine=False, restarts=0)),
         ("foolbox DeepFool", foolbox_deepfool),
         ("adv-lib df", _in_unit_box(lambda m, u, y, p, s: adv.df(m, u, y, steps=STEPS, overshoot=OVERSHOOT, norm=p))),
     ]
