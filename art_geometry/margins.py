@@ -448,12 +448,15 @@ def _crossing(
     final = _storable(t.reshape(shape) * pert)
     adv = _gap(view, x0 + final, pred)[0]
     for grow in (1e-6, 1e-4, 1e-2):
-        redo = (success & ~adv).nonzero(as_tuple=True)[0]
-        if redo.numel() == 0:
+        redo = success & ~adv
+        if not bool(redo.any()):
             break
-        t[redo] = (t[redo] * (1 + grow)).clamp(max=1.0)
-        final[redo] = _storable(t[redo].reshape(shape) * pert[redo])
-        adv[redo] = _gap(view, x0[redo] + final[redo], pred[redo])[0]
+        t = torch.where(redo, (t * (1 + grow)).clamp(max=1.0), t)
+        final = _storable(t.reshape(shape) * pert)
+        # the whole batch again, not the moved rows alone: a point this near the boundary is adversarial in a
+        # forward pass of one composition and not of another, and the points are returned (and typically
+        # evaluated) as this batch
+        adv = _gap(view, x0 + final, pred)[0]
     success = success & adv
     final[~success] = 0
     return final, success
