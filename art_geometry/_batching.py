@@ -5,7 +5,8 @@ progress bar. ``batch_size`` always counts samples.
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+import math
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from tqdm.auto import tqdm
 
 from art_geometry._model import ModelView
 
-__all__ = ["Batch", "batches", "predict_logits"]
+__all__ = ["Batch", "batches", "predict_logits", "activation_bytes", "memory_batch_size"]
 
 
 class Batch(NamedTuple):
@@ -71,3 +72,40 @@ def predict_logits(
     """
     with torch.no_grad():
         return torch.cat([view(b.x) for b in batches(view, x, batch_size, verbose=verbose, desc="predict")])
+
+
+def activation_bytes(view: ModelView, sample_shape: Sequence[int]) -> int:
+    """
+    The bytes of the outputs of every leaf module in one forward pass of one (zero) sample: an estimate of what a
+    retained autograd graph holds per sample (functional operations between modules are not counted). Runs in
+    eval mode without gradients; the user's modes are restored.
+
+    :param view: The model view.
+    :param sample_shape: The shape of one sample.
+    :return: Bytes per sample, at least the input's.
+    """
+    total = [0]
+
+    def count(module: torch.nn.Module, inputs: tuple, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            total[0] += output.numel() * output.element_size()
+
+    leaves = [m for m in view.module.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        with view.evaluating(), torch.no_grad():
+            view(torch.zeros((1, *sample_shape), device=view.device, dtype=view.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    return max(total[0], math.prod(sample_shape) * torch.finfo(view.dtype).bits // 8)
+
+
+def memory_batch_size(per_sample_bytes: int, budget: int, cap: int) -> int:
+    """
+    :param per_sample_bytes: Memory one sample of a pass takes (its graph, its gradients).
+    :param budget: Bytes one pass may take.
+    :param cap: The largest batch (small models: larger batches are not faster on a CPU).
+    :return: The most samples, between 1 and ``cap``, whose pass stays within ``budget``.
+    """
+    return max(1, min(cap, budget // max(per_sample_bytes, 1)))

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from art_geometry._api import legacy_positional
-from art_geometry._batching import batches
+from art_geometry._batching import activation_bytes, batches, memory_batch_size
 from art_geometry._linear_step import box_step, free_step
 from art_geometry._model import ModelView
 from art_geometry._norms import Norm
@@ -678,7 +678,7 @@ def deepfool_margins(
     settings: DeepFoolSettings | None = None,
     subspace: Subspace | None = None,
     return_perturbations: bool = False,
-    batch_size: int = 128,
+    batch_size: "int | None" = None,
     verbose: bool = False,
     checkpoint: "str | os.PathLike[str] | None" = None,
     chunk_size: "int | None" = None,
@@ -716,7 +716,9 @@ def deepfool_margins(
                      refine_steps, restarts, restart_noise, box, seed); default ``DeepFoolSettings()``.
     :param subspace: Constrain the perturbations to this subspace.
     :param return_perturbations: Also return the perturbations.
-    :param batch_size: Samples per batch.
+    :param batch_size: Samples per batch; default: chosen from memory, at most 128 (a pass, its retained graph
+                       estimated by a one-sample probe of the leaf modules' outputs and its candidates'
+                       gradients, under 1 GiB; 128 on small models, a handful of samples on ImageNet-shaped ones).
     :param verbose: Show a progress bar.
     :param checkpoint: Directory to keep finished chunks in, so an interrupted run resumes where it stopped.
     :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch; rounded up to a multiple
@@ -725,35 +727,47 @@ def deepfool_margins(
     :return: A :class:`MarginResult`; ``params`` holds the settings used (with the seed drawn for ``seed=None``).
     """
     settings = DeepFoolSettings.build(settings, options)
-    batch_size = check_positive_int(batch_size, "batch_size")
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
     return_perturbations = check_bool(return_perturbations, "return_perturbations")
     sweep_options = SweepOptions.build(checkpoint, chunk_size)
-    prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
+    prep = prepare(classifier, x, y, stream=True, **({} if batch_size is None else {"batch_size": batch_size}))
+    if batch_size is None:
+        candidates = min(settings.candidates, prep.view.nb_classes)
+        batch_size = _default_batch_size(
+            prep.sample_shape, 1, candidates, activation_bytes(prep.view, prep.sample_shape), _BATCH
+        )
     return _margins(
         prep, settings, subspace, return_perturbations, batch_size, check_bool(verbose, "verbose"), sweep_options
     )
 
 
-#: The default subspace batch keeps the candidates' gradients of one pass (``rows x (candidates - 1) x D`` float32)
-#: under this many bytes; a pass holds about three such tensors (the gradients, their copies per row and their
-#: projections).
-_SUBSPACE_PASS_BYTES = 256 * 2**20
-#: And takes at most this many samples: on a quiet CPU thread 64 samples x 21 DCT blocks ran the Hold me tight
-#: LeNet sweep 1.3-1.4x faster than 8 (128: a further 2-5%), with the same margins.
-_SUBSPACE_BATCH = 64
+#: A default batch keeps one pass (the retained graph and the candidates' gradients of its rows) under this many
+#: bytes.
+_PASS_BYTES = 2**30
+#: And takes at most this many samples: 128 for :func:`deepfool_margins` (larger batches were not faster on a
+#: 2-core CPU: 256-1024 samples took 0.9-1.3x the time of 128 on the benchmark CNNs); 64 for
+#: :func:`subspace_margins` (on a quiet CPU thread 64 samples x 21 DCT blocks ran the Hold me tight LeNet sweep
+#: 1.3-1.4x faster than 8, 128 a further 2-5%, with the same margins).
+_BATCH, _SUBSPACE_BATCH = 128, 64
 
 
-def _subspace_batch_size(sample_shape: Sequence[int], n_subspaces: int, candidates: int) -> int:
+def _default_batch_size(
+    sample_shape: Sequence[int], rows_per_sample: int, candidates: int, activations: int, cap: int
+) -> int:
     """
     :param sample_shape: The shape of one sample.
-    :param n_subspaces: Subspaces per sample.
+    :param rows_per_sample: Rows a sample takes in a pass (1; its subspaces in :func:`subspace_margins`).
     :param candidates: Classes considered, the predicted one included.
-    :return: The default ``batch_size`` of :func:`subspace_margins`: the most samples, at most
-             :data:`_SUBSPACE_BATCH`, whose pass keeps the candidates' gradients under :data:`_SUBSPACE_PASS_BYTES`
-             (3x224x224 inputs with 21 subspaces and 10 classes: 2 samples; 1x28x28: 64).
+    :param activations: Bytes of one row's retained graph (:func:`art_geometry._batching.activation_bytes`).
+    :param cap: The largest batch.
+    :return: The default ``batch_size``: the most samples, at most ``cap``, whose pass stays under
+             :data:`_PASS_BYTES`, a row taking its graph and about three copies of its candidates' float32
+             gradients (the gradients, their copies per row and their projections). 3x224x224 inputs with 21
+             subspaces and 10 classes: 3 samples before the graph; 1x28x28: 64.
     """
-    per_sample = n_subspaces * max(candidates - 1, 1) * math.prod(sample_shape) * 4
-    return max(1, min(_SUBSPACE_BATCH, _SUBSPACE_PASS_BYTES // per_sample))
+    gradients = max(candidates - 1, 1) * math.prod(sample_shape) * 4
+    return memory_batch_size(rows_per_sample * (activations + 3 * gradients), _PASS_BYTES, cap)
 
 
 def _is_subspaces(value: Any) -> bool:
@@ -790,8 +804,8 @@ def subspace_margins(
     :param y: Labels, to split correct from incorrect samples.
     :param subspaces: Subspaces of the sample shape (e.g. :func:`art_geometry.subspaces.dct_subspaces`).
     :param settings: A :class:`~art_geometry.DeepFoolSettings`, as in :func:`deepfool_margins`.
-    :param batch_size: Samples per pass (each replicated ``len(subspaces)`` times); ``None``: as many as keep the
-                       candidates' gradients of a pass under 256 MiB, at most 64.
+    :param batch_size: Samples per pass (each replicated ``len(subspaces)`` times); ``None``: as many as keep a
+                       pass (the rows' retained graph and candidates' gradients) under 1 GiB, at most 64.
     :param verbose: Progress bar.
     :param checkpoint: Directory for finished chunks, to resume an interrupted sweep (as in
                        :func:`deepfool_margins`).
@@ -814,7 +828,9 @@ def subspace_margins(
     plan = _Plan.of(view, replace(settings, seed=shared_seed(settings.seed, sweep_options, key)))
     s = len(stack)
     if batch_size is None:
-        batch_size = _subspace_batch_size(prep.sample_shape, s, plan.candidates)
+        batch_size = _default_batch_size(
+            prep.sample_shape, s, plan.candidates, activation_bytes(view, prep.sample_shape), _SUBSPACE_BATCH
+        )
 
     def compute(chunk: Prepared, index: int) -> Chunk:
         margins, success, pred = [], [], []

@@ -125,19 +125,32 @@ def test_subspace_margins_equal_one_at_a_time():
         assert set(res.summary()["subspaces"]) == set(res.names) and res.summary()["n_samples"] == 10
 
 
-def test_default_subspace_batch_follows_the_gradients_memory():
-    from art_geometry.margins import _SUBSPACE_BATCH, _SUBSPACE_PASS_BYTES, _subspace_batch_size
+def test_default_batch_follows_the_memory_of_a_pass():
+    from art_geometry._batching import activation_bytes
+    from art_geometry.margins import _BATCH, _PASS_BYTES, _SUBSPACE_BATCH, _default_batch_size
 
-    # 21 subspaces x 9 candidate gradients x 150,528 floats x 4 bytes = 114 MB a sample: 2 fit 256 MiB
-    assert _subspace_batch_size((3, 224, 224), 21, 10) == _SUBSPACE_PASS_BYTES // (21 * 9 * 150528 * 4) == 2
-    assert _subspace_batch_size((1, 28, 28), 21, 10) == _SUBSPACE_BATCH == 64
-    assert _subspace_batch_size((3, 2000, 2000), 21, 10) == 1
+    # 21 subspaces x 3 copies x 9 candidate gradients x 150,528 floats x 4 bytes = 341 MB a sample: 3 fit 1 GiB
+    assert _default_batch_size((3, 224, 224), 21, 10, 0, 64) == _PASS_BYTES // (21 * 3 * 9 * 150528 * 4) == 3
+    # a graph of 100 MB a row leaves room for 7 samples of one row
+    assert _default_batch_size((3, 224, 224), 1, 10, 10**8, 128) == _PASS_BYTES // (10**8 + 3 * 9 * 150528 * 4)
+    assert _default_batch_size((1, 28, 28), 21, 10, 40_000, 64) == 64
+    assert _default_batch_size((3, 2000, 2000), 21, 10, 0, 64) == 1
+    # the probe counts the leaf modules' outputs (here fc's 5 float64), at least the input's bytes (64 float64);
+    # a convolution's output counts in full
     model, x = linear_setup(n=10)
+    view = ModelView(model, 5, SHAPE, None, torch.device("cpu"), torch.float64)
+    assert activation_bytes(view, SHAPE) == 64 * 8
+    conv = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 64, 5)).double()
+    view = ModelView(conv, 5, SHAPE, None, torch.device("cpu"), torch.float64)
+    assert activation_bytes(view, SHAPE) == (3 * 16 * 64 + 5) * 8
     subs = dct_subspaces(SHAPE, block_size=4, stride=2)
     res = subspace_margins(model, x, subspaces=subs, candidates=5)
-    assert res.params["batch_size"] == _subspace_batch_size(SHAPE, len(subs), 5)
+    assert res.params["batch_size"] == _SUBSPACE_BATCH
     np.testing.assert_allclose(res.margins, subspace_margins(model, x, subspaces=subs, candidates=5,
                                                              batch_size=3).margins, rtol=1e-9)
+    plain = deepfool_margins(model, x)
+    assert plain.params["batch_size"] == _BATCH
+    np.testing.assert_array_equal(plain.margins, deepfool_margins(model, x, batch_size=128).margins)
 
 
 def orthogonal_failure_setup():
