@@ -100,7 +100,7 @@ def _linf_in_box(w: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, gain
     jc = j.clamp(max=w.shape[1] - 1)
     done_before = torch.where(j > 0, done.gather(1, (j - 1).clamp(min=0)), torch.zeros_like(gain[:, None]))
     eps = (gain[:, None] - done_before) / tail.gather(1, jc)
-    r = w.sign() * torch.minimum(eps, torch.where(w > 0, upper, -lower))
+    r = w.sign() * torch.minimum(eps, room)
     return torch.where(feasible[:, None], r, torch.full_like(r, math.nan))
 
 
@@ -135,5 +135,7 @@ def box_step(
     best = length.argmin(dim=1)
     rows = torch.arange(a, device=w.device)
     step = r[rows, best].reshape(x.shape)
-    reachable = torch.isfinite(length[rows, best]).reshape((-1,) + (1,) * (x.ndim - 1))
-    return torch.where(reachable, step, free_step(f, w, norm))
+    reachable = torch.isfinite(length[rows, best])
+    if bool(reachable.all()):
+        return step
+    return torch.where(reachable.reshape((-1,) + (1,) * (x.ndim - 1)), step, free_step(f, w, norm))

@@ -622,11 +622,12 @@ def _margins(
     settings: DeepFoolSettings,
     subspace: Subspace | None,
     return_perturbations: bool,
-    batch_size: int,
+    batch_size: "int | None",
     verbose: bool,
     options: SweepOptions = SweepOptions(),
 ) -> MarginResult:
-    """:func:`deepfool_margins` on prepared data (shared with the interop wrappers and the tracker)."""
+    """:func:`deepfool_margins` on prepared data (shared with the interop wrappers and the tracker); ``batch_size``
+    ``None`` is :func:`_batch_size_for`'s."""
     view = prep.view
     if subspace is not None:
         if not isinstance(subspace, Subspace):
@@ -634,6 +635,7 @@ def _margins(
         subspace.check_shape(prep.sample_shape)
     key = "deepfool_margins"
     plan = _Plan.of(view, replace(settings, seed=shared_seed(settings.seed, options, key)))
+    batch_size = _batch_size_for(prep, batch_size, 1, plan, _BATCH)
     stack = None if subspace is None else SubspaceStack([subspace])
 
     def compute(chunk: Prepared, index: int) -> Chunk:
@@ -732,11 +734,6 @@ def deepfool_margins(
     return_perturbations = check_bool(return_perturbations, "return_perturbations")
     sweep_options = SweepOptions.build(checkpoint, chunk_size)
     prep = prepare(classifier, x, y, stream=True, **({} if batch_size is None else {"batch_size": batch_size}))
-    if batch_size is None:
-        candidates = min(settings.candidates, prep.view.nb_classes)
-        batch_size = _default_batch_size(
-            prep.sample_shape, 1, candidates, activation_bytes(prep.view, prep.sample_shape), _BATCH
-        )
     return _margins(
         prep, settings, subspace, return_perturbations, batch_size, check_bool(verbose, "verbose"), sweep_options
     )
@@ -768,6 +765,15 @@ def _default_batch_size(
     """
     gradients = max(candidates - 1, 1) * math.prod(sample_shape) * 4
     return memory_batch_size(rows_per_sample * (activations + 3 * gradients), _PASS_BYTES, cap)
+
+
+def _batch_size_for(prep: Prepared, batch_size: "int | None", rows_per_sample: int, plan: _Plan, cap: int) -> int:
+    """:return: ``batch_size``, or for ``None`` :func:`_default_batch_size` with the graph of one row measured by
+    :func:`art_geometry._batching.activation_bytes` and the plan's candidates."""
+    if batch_size is not None:
+        return batch_size
+    activations = activation_bytes(prep.view, prep.sample_shape)
+    return _default_batch_size(prep.sample_shape, rows_per_sample, plan.candidates, activations, cap)
 
 
 def _is_subspaces(value: Any) -> bool:
@@ -827,10 +833,7 @@ def subspace_margins(
     key = "subspace_margins"
     plan = _Plan.of(view, replace(settings, seed=shared_seed(settings.seed, sweep_options, key)))
     s = len(stack)
-    if batch_size is None:
-        batch_size = _default_batch_size(
-            prep.sample_shape, s, plan.candidates, activation_bytes(view, prep.sample_shape), _SUBSPACE_BATCH
-        )
+    batch_size = _batch_size_for(prep, batch_size, s, plan, _SUBSPACE_BATCH)
 
     def compute(chunk: Prepared, index: int) -> Chunk:
         margins, success, pred = [], [], []
