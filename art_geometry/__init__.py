@@ -7,11 +7,12 @@ Every public function takes the classifier first (ART ``PyTorchClassifier``, foo
 and torchattacks live in :mod:`art_geometry.interop` (imported on first use).
 """
 
-from art_geometry._model import LayerRef, ModelView, model_view
-from art_geometry._norms import L1, L2, LINF, Norm
-from art_geometry._rng import seeded
-from art_geometry._settings import AttackSettings, BoundsSettings, DeepFoolSettings, HessianSettings
 from art_geometry.bounds import MarginBoundsResult, margin_bounds
+from art_geometry.core.model import LayerRef, ModelView, model_view
+from art_geometry.core.norms import L1, L2, LINF, Norm
+from art_geometry.core.rng import seeded
+from art_geometry.core.settings import AttackSettings, BoundsSettings, DeepFoolSettings, HessianSettings
+from art_geometry.core.version import __version__ as __version__
 from art_geometry.indicators import (
     HessianResult,
     IndicatorResult,
@@ -46,14 +47,7 @@ from art_geometry.robustness import (
     zero_gradient_analysis,
 )
 from art_geometry.spectral import DCTTransform, dct2, dct_flip, high_pass, idct2, low_pass, transform_dataset
-from art_geometry.subspaces import (
-    Subspace,
-    dct_subspaces,
-    direction,
-    orthogonal_complement,
-    random_subspace,
-    span,
-)
+from art_geometry.subspaces import Subspace, dct_subspaces, direction, orthogonal_complement, random_subspace, span
 from art_geometry.surface import (
     ParameterSurfaceResult,
     SurfaceResult,
@@ -61,10 +55,14 @@ from art_geometry.surface import (
     decision_surface,
     parameter_loss_surface,
 )
-from art_geometry.tracking import GeometryTracker, fit_tracked, transitions
-from art_geometry.training import JacobianRegularizedTrainer, TrainingCallback, TrainingHistory
-
-__version__ = "0.1.0"
+from art_geometry.training import (
+    GeometryTracker,
+    JacobianRegularizedTrainer,
+    TrainingCallback,
+    TrainingHistory,
+    fit_tracked,
+    transitions,
+)
 
 __all__ = [
     # adapter

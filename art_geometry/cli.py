@@ -29,7 +29,7 @@ from typing import Any, Iterator, NoReturn, Sequence
 import numpy as np
 import torch
 
-from art_geometry._model import adapt, probe
+from art_geometry.core.model import adapt, probe
 from art_geometry.datasets import Dataset, load_digits, load_fashion_mnist
 from art_geometry.report import SECTIONS, ReportContext, write_report
 from art_geometry.report.demo import demo_models
@@ -373,7 +373,7 @@ def _report(args: argparse.Namespace, wanted: list[str], data: Dataset, models: 
     :param models: The user's models (ignored for ``--demo``).
     :return: Exit status 0.
     """
-    from art_geometry._distributed import world
+    from art_geometry.sweep.distributed import world
 
     known = {s.key: s for s in SECTIONS}
     extras: dict[str, Any] = {}
@@ -461,7 +461,7 @@ def _sweep(args: argparse.Namespace, data: Dataset, model: torch.nn.Module) -> i
     :return: Exit status 0.
     """
     import art_geometry as ag
-    from art_geometry._distributed import world
+    from art_geometry.sweep.distributed import world
 
     x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
     x, y = x[: args.samples], y[: args.samples]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 import numpy as np
 import torch
 
-from art_geometry._validation import check_int
+from art_geometry.core.validation import check_int
 
 if TYPE_CHECKING:
     from art_geometry.datasets.data import Dataset

@@ -22,8 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from art_geometry._validation import check_array
-
+from art_geometry.core.validation import check_array
 from art_geometry.spectral import dct2, idct2
 
 __all__ = [

@@ -8,7 +8,8 @@ shared machine hits both. The table gives the median over rounds and the ratio c
 
 The calls cover what the validated path touches on the hot side: DeepFool L2 / L-inf (unclipped and clipped),
 PRS over 20k Fashion-MNIST images, a 21-block DCT subspace sweep, and the top-20 input-Hessian eigenvalues. Both
-sides use the same settings; where the call form changed between versions (``subspace_margins``' subspaces and
+sides use the same settings; every call's result is also digested (SHA-256 of its ``to_dict()`` as sorted JSON, or
+of the float for a scalar), and the table says whether the two sides returned the same result bit for bit; where the call form changed between versions (``subspace_margins``' subspaces and
 the meaning of its ``batch_size``), each side gets the form that means the same work (6 samples x 21 subspaces
 per pass).
 
@@ -18,6 +19,7 @@ per pass).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -36,7 +38,13 @@ def _child(repeats: int) -> None:
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
     import art_geometry as ag
-    from art_geometry.datasets import SmallCNN, load_digits, load_fashion_mnist, make_classifier, train_classifier
+    from art_geometry.datasets import (
+        SmallCNN,
+        load_digits,
+        load_fashion_mnist,
+        make_classifier,
+        train_classifier,
+    )
     from art_geometry.subspaces import dct_subspaces
 
     digits = load_digits()
@@ -65,19 +73,25 @@ def _child(repeats: int) -> None:
         "Hessian top-20 (loss), 2 images": lambda: ag.hessian_eigenvalues(fclf, fm.x_test[:2], of="loss", k=20,
                                                                           batch_size=2),
     }
-    out = {}
+    out: dict[str, dict[str, object]] = {}
     for name, fn in calls.items():
-        fn()
+        digest = _digest(fn())
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
-        out[name] = statistics.median(times)
+        out[name] = {"seconds": statistics.median(times), "digest": digest}
     print(json.dumps(out))
 
 
-def _run(side: Path, repeats: int) -> dict[str, float]:
+def _digest(result: object) -> str:
+    """:return: SHA-256 of a result's ``to_dict()`` as sorted JSON (a float's repr for a scalar result)."""
+    text = json.dumps(result.to_dict(), sort_keys=True) if hasattr(result, "to_dict") else repr(result)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _run(side: Path, repeats: int) -> dict[str, dict[str, object]]:
     env = {**os.environ, "PYTHONPATH": str(side)}
     proc = subprocess.run(
         [sys.executable, __file__, "--child", "--repeats", str(repeats)], env=env, cwd=str(side),
@@ -98,17 +112,18 @@ def main() -> None:
         return
     if args.base is None or not (args.base / "art_geometry").is_dir():
         raise SystemExit("--base must be a checkout of art-geometry (git worktree add /tmp/base <commit>)")
-    runs: dict[str, list[dict[str, float]]] = {"base": [], "current": []}
+    runs: dict[str, list[dict[str, dict[str, object]]]] = {"base": [], "current": []}
     for _ in range(args.rounds):
         runs["base"].append(_run(args.base.resolve(), args.repeats))
         runs["current"].append(_run(HERE, args.repeats))
     print(f"{args.rounds} alternating rounds x {args.repeats} repeats, median over rounds of per-round medians")
-    print("| call | base (s) | current (s) | current / base |")
-    print("|---|---:|---:|---:|")
+    print("| call | base (s) | current (s) | current / base | same result |")
+    print("|---|---:|---:|---:|---|")
     for name in runs["base"][0]:
-        b = statistics.median(r[name] for r in runs["base"])
-        c = statistics.median(r[name] for r in runs["current"])
-        print(f"| {name} | {b:.3f} | {c:.3f} | {c / b:.2f} |")
+        b = statistics.median(float(r[name]["seconds"]) for r in runs["base"])
+        c = statistics.median(float(r[name]["seconds"]) for r in runs["current"])
+        digests = {r[name]["digest"] for side in runs.values() for r in side}
+        print(f"| {name} | {b:.3f} | {c:.3f} | {c / b:.2f} | {'yes' if len(digests) == 1 else 'NO'} |")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from art_geometry._rng import seeded
+from art_geometry.core.rng import seeded
 from art_geometry.datasets import SmallCNN, load_digits, make_classifier, train_classifier
 from art_geometry.indicators import robustness_indicator
 

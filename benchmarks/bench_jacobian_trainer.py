@@ -26,10 +26,9 @@ import time
 import numpy as np
 import torch
 
-from art_geometry._rng import seeded
+from art_geometry.core.rng import seeded
 from art_geometry.datasets import SmallCNN, load_digits, load_fashion_mnist, make_classifier
-from art_geometry.tracking import GeometryTracker
-from art_geometry.training import JacobianRegularizedTrainer
+from art_geometry.training import GeometryTracker, JacobianRegularizedTrainer
 
 VARIANTS = [
     ("ART fit (natural)", None),

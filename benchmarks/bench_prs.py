@@ -24,7 +24,7 @@ import torch
 
 from _memory import peak_growth
 from art_geometry import populated_region_set
-from art_geometry._model import model_view
+from art_geometry.core.model import model_view
 from art_geometry.datasets import SmallCNN, load_fashion_mnist, make_classifier, train_classifier
 
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from art_geometry._model import model_view
+from art_geometry.core.model import model_view
 from art_geometry.datasets import SmallCNN, load_fashion_mnist, make_classifier, train_classifier
 from art_geometry.surface import decision_surface
 

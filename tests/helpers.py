@@ -20,7 +20,7 @@ def _module_of(classifier: Any) -> nn.Module:
     model = getattr(classifier, "model", None)
     if isinstance(model, nn.Module):
         return model
-    from art_geometry._model import model_view
+    from art_geometry.core.model import model_view
 
     return model_view(classifier).module
 
@@ -104,7 +104,7 @@ def assert_round_trip(result: Any) -> None:
     Assert that ``type(result).from_dict(result.to_dict())`` (through JSON) rebuilds the result field for field:
     arrays with their dtype, shape and values (NaN equal to NaN), other fields equal.
 
-    :param result: A result object (:class:`art_geometry._results.ResultMixin`).
+    :param result: A result object (:class:`art_geometry.core.results.ResultMixin`).
     """
     import dataclasses
     import json

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import art_geometry as ag
-from art_geometry._activations import Activations
-from art_geometry._model import LayerRef, model_view
+from art_geometry.core.activations import Activations
+from art_geometry.core.model import LayerRef, model_view
 from art_geometry.datasets import (
     CNN6,
     MLP,

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 import art_geometry as ag
-from art_geometry._results import jsonable
-from art_geometry._settings import Settings
+from art_geometry.core.results import jsonable
+from art_geometry.core.settings import Settings
 from art_geometry.datasets import make_classifier
 from tests.helpers import assert_unchanged
 

@@ -15,7 +15,7 @@ from torch import nn
 
 import art_geometry as ag
 from art_geometry import L1, L2, LINF, BoundsSettings, DeepFoolSettings, deepfool_margins, margin_bounds
-from art_geometry._model import ModelView, adapt
+from art_geometry.core.model import ModelView, adapt
 from art_geometry.bounds import MarginBoundsResult
 from art_geometry.bounds import lipschitz as lip
 from art_geometry.bounds._network import affine_relu_layers, read_chain, unfold

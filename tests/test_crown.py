@@ -14,8 +14,8 @@ from torch import nn
 pytest.importorskip("bound_propagation", reason="CROWN bounds need bound-propagation: pip install art-geometry[bounds]")
 
 from art_geometry import deepfool_margins
-from art_geometry._model import adapt, probe
-from art_geometry._norms import L1, L2, LINF
+from art_geometry.core.model import adapt, probe
+from art_geometry.core.norms import L1, L2, LINF
 from art_geometry.bounds import crown
 from art_geometry.bounds.crown import crown_radii, crown_supported
 from tests.helpers import assert_unchanged

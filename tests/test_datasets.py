@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from art_geometry._rng import seeded
+from art_geometry.core.rng import seeded
 from art_geometry.datasets import (
     CNN6,
     MadryCNN,

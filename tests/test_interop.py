@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from art_geometry import DeepFoolSettings, deepfool_margins
-from art_geometry._norms import LINF
-from art_geometry._rng import seeded
+from art_geometry.core.norms import LINF
+from art_geometry.core.rng import seeded
 from art_geometry.datasets import MLP, make_classifier, train_classifier
 from tests.helpers import assert_unchanged, random_linear
 

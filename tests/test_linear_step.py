@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.optimize import linprog, minimize
 
-from art_geometry._linear_step import _l2_in_box, _linf_in_box, box_step, free_step
-from art_geometry._norms import L2, LINF
+from art_geometry.margins.step import _l2_in_box, _linf_in_box, box_step, free_step
+from art_geometry.core.norms import L2, LINF
 from art_geometry.datasets import make_classifier
 from art_geometry.margins import deepfool_margins
 from tests.helpers import Linear

@@ -10,17 +10,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 from art_geometry import DeepFoolSettings
-from art_geometry._model import ModelView
+from art_geometry.core.model import ModelView
 from art_geometry.datasets import make_classifier
-from art_geometry.margins import (
-    MarginResult,
-    _gap,
-    _refine_crossing,
-    _storable,
-    deepfool_margins,
-    margin_metric,
-    subspace_margins,
-)
+from art_geometry.margins import MarginResult, deepfool_margins, margin_metric, subspace_margins
+from art_geometry.margins.gap import _gap, _storable
+from art_geometry.margins.refine import _refine_crossing
 from art_geometry.subspaces import dct_subspaces, direction, random_subspace
 from tests.helpers import Linear, assert_unchanged, random_linear
 
@@ -126,8 +120,8 @@ def test_subspace_margins_equal_one_at_a_time():
 
 
 def test_default_batch_follows_the_memory_of_a_pass():
-    from art_geometry._batching import activation_bytes
-    from art_geometry.margins import _BATCH, _PASS_BYTES, _SUBSPACE_BATCH, _default_batch_size
+    from art_geometry.core.batching import activation_bytes
+    from art_geometry.margins.plan import _BATCH, _PASS_BYTES, _SUBSPACE_BATCH, _default_batch_size
 
     # 21 subspaces x 3 copies x 9 candidate gradients x 150,528 floats x 4 bytes = 341 MB a sample: 3 fit 1 GiB
     assert _default_batch_size((3, 224, 224), 21, 10, 0, 64) == _PASS_BYTES // (21 * 3 * 9 * 150528 * 4) == 3

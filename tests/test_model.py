@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from art_geometry._model import LayerRef, model_view, module_of
-from art_geometry._norms import L1, L2, LINF, Norm
-from art_geometry._validation import check_labels
+from art_geometry.core.model import LayerRef, model_view, module_of
+from art_geometry.core.norms import L1, L2, LINF, Norm
+from art_geometry.core.validation import check_labels
 from art_geometry.datasets import MLP, make_classifier
 from tests.helpers import assert_unchanged
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from art_geometry import regions
+from art_geometry.regions import patterns
 from art_geometry.regions import (
     feature_sparsity,
     final_layer_similarity,
@@ -219,11 +219,11 @@ def test_bad_layers(trained_cnn, digits):
 
 def test_pack_signs_bit_order():
     h = torch.tensor([[1.0, -1, 0, 2, -3, 4, 5, -6, 7]])
-    packed = regions._pack_signs(h)
+    packed = patterns._pack_signs(h)
     assert packed.tolist() == [[0b10010110, 0b10000000]]
     # the accelerator path (torch arithmetic), run here on the CPU, packs exactly as numpy does
     bits = torch.rand(5, 61, generator=torch.Generator().manual_seed(0)) > 0.5
-    assert np.array_equal(regions._pack_bits_on_device(bits).numpy(), np.packbits(bits.numpy(), axis=1))
+    assert np.array_equal(patterns._pack_bits_on_device(bits).numpy(), np.packbits(bits.numpy(), axis=1))
 
 
 def _same_partition(a, b):
@@ -239,12 +239,12 @@ def test_unique_rows_matches_sorting_and_survives_hash_collisions(monkeypatch):
     test = np.concatenate([base[rng.integers(0, 40, size=50)], rng.integers(0, 256, size=(20, 13), dtype=np.uint8)])
     rows = np.concatenate([train, test]).view(np.dtype((np.void, 13))).ravel()
     _, expected, expected_counts = np.unique(rows, return_inverse=True, return_counts=True)
-    ids, counts = regions._unique_rows(train, test)
+    ids, counts = patterns._unique_rows(train, test)
     assert _same_partition(ids, expected.ravel()) and sorted(counts) == sorted(expected_counts)
     assert np.array_equal(counts, np.bincount(ids))
     # every row hashed alike: the byte-for-byte check catches it and the rows are grouped by sorting
-    monkeypatch.setattr(regions, "_row_hashes", lambda packed: np.zeros(len(packed), dtype=np.uint64))
-    ids, counts = regions._unique_rows(train, test)
+    monkeypatch.setattr(patterns, "_row_hashes", lambda packed: np.zeros(len(packed), dtype=np.uint64))
+    ids, counts = patterns._unique_rows(train, test)
     assert np.array_equal(ids, expected.ravel()) and np.array_equal(counts, expected_counts)
 
 
@@ -256,7 +256,7 @@ def test_row_hashes_separate_patterns_differing_in_one_bit():
         if i > 72:
             rows[i, (bit + 13) % 72 // 8] |= 1 << ((bit + 13) % 72 % 8)
     unique_rows = np.unique(rows.view(np.dtype((np.void, 9))).ravel()).size
-    assert np.unique(regions._row_hashes(rows)).size == unique_rows
+    assert np.unique(patterns._row_hashes(rows)).size == unique_rows
 
 
 def test_per_sample_predictions_labels_and_correct(trained_cnn, digits):

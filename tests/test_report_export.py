@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from art_geometry import deepfool_margins, populated_region_set
-from art_geometry._results import columns_of
+from art_geometry.core.results import columns_of
 from art_geometry.report.export import export_samples, result_tables
 from tests.helpers import random_linear
 

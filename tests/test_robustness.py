@@ -162,7 +162,7 @@ def test_curve_from_an_attack_factory_equals_the_named_attack(trained_cnn, subse
 
 
 def test_inclusion_groups(trained_cnn, subset, digits, monkeypatch):
-    import art_geometry.regions as regions
+    from art_geometry.regions import prs
 
     x, y = subset
     mask = np.arange(len(x)) % 3 == 0
@@ -171,7 +171,7 @@ def test_inclusion_groups(trained_cnn, subset, digits, monkeypatch):
         included = mask
         layer = "fake"
 
-    monkeypatch.setattr(regions, "_inclusion", lambda *a, **k: Fake())
+    monkeypatch.setattr(prs, "_inclusion", lambda *a, **k: Fake())
     res = inclusion_robustness(trained_cnn, digits.x_train[:100], x, y, attack="fgsm", eps=0.1)
     ref = robust_accuracy(trained_cnn, x, y, attack="fgsm", eps=0.1)
     s = res.summary()
@@ -436,7 +436,7 @@ def test_autoattack_runs_when_available(trained_cnn, subset):
 
 
 def test_restoring_puts_back_modes_flags_and_grads_even_on_error():
-    from art_geometry._modes import restoring
+    from art_geometry.core.modes import restoring
 
     inner = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.2), nn.Linear(4, 2))
     outer = nn.Sequential(inner, nn.ReLU())

@@ -69,8 +69,8 @@ def test_a_failing_rank_stops_every_rank_with_its_error(tmp_path):
 
 def test_chunks_are_dealt_round_robin_and_an_idle_rank_is_fine(monkeypatch):
     """Three simulated ranks, two chunks: rank 2 computes nothing; the union of the shares is every chunk."""
-    from art_geometry import _sweep
-    from art_geometry._prepare import prepare
+    from art_geometry.sweep import loop as _sweep
+    from art_geometry.core.prepare import prepare
 
     x, y = worker.data(12)
     prep = prepare(worker.model(), x, y)

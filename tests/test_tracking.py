@@ -9,8 +9,7 @@ import torch
 
 from art_geometry import AttackSettings
 from art_geometry.datasets import MLP, make_classifier
-from art_geometry.tracking import GeometryTracker, fit_tracked, transitions
-from art_geometry.training import JacobianRegularizedTrainer
+from art_geometry.training import GeometryTracker, JacobianRegularizedTrainer, fit_tracked, transitions
 from tests.helpers import assert_unchanged
 
 FAST = dict(
@@ -263,7 +262,7 @@ def test_tracker_pgd_options_deprecated_and_equal_to_settings(digits):
 def test_tracker_records_margin_brackets_on_request():
     from art_geometry import BoundsSettings
     from art_geometry.datasets import MLP, load_digits, make_classifier
-    from art_geometry.tracking import GeometryTracker
+    from art_geometry.training import GeometryTracker
 
     data = load_digits()
     torch.manual_seed(0)

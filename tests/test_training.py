@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from art_geometry.core.decision import decision_values
 from art_geometry.datasets import MLP, make_classifier
-from art_geometry.surface import decision_values
 from art_geometry.training import JacobianRegularizedTrainer, TrainingHistory
 from tests.helpers import assert_unchanged
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from art_geometry._model import ModelView, adapt
+from art_geometry.core.model import ModelView, adapt
 
 __all__ = ["Arithmetic", "Layer", "Chain", "read_chain", "affine_relu_layers", "unfold"]
 

@@ -51,12 +51,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
-from art_geometry._batching import batches
-from art_geometry._model import ModelView
-from art_geometry._norms import L2, LINF, Norm
-from art_geometry._rng import generator
-from art_geometry._validation import check_number, check_positive_int
 from art_geometry.bounds._network import Chain, read_chain, unfold
+from art_geometry.core.batching import batches
+from art_geometry.core.model import ModelView
+from art_geometry.core.norms import L2, LINF, Norm
+from art_geometry.core.rng import generator
+from art_geometry.core.validation import check_number, check_positive_int
 
 __all__ = ["crown_radii", "crown_seconds", "crown_supported"]
 

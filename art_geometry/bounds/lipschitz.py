@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from art_geometry._norms import L1, L2, LINF, Norm
 from art_geometry.bounds._network import DENSE_LIMIT, Arithmetic, Chain, Layer, Preprocessing, unfold
+from art_geometry.core.norms import L1, L2, LINF, Norm
 
 __all__ = ["LipschitzBound"]
 

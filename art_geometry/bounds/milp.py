@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from art_geometry._norms import L1, LINF, Norm
+from art_geometry.core.norms import L1, LINF, Norm
 
 __all__ = ["Layers", "exact_distance", "interval_bounds", "unstable_relus"]
 

@@ -4,9 +4,9 @@ files, a small model zoo trainable in seconds on a CPU through ART's ``PyTorchCl
 architectures (ResNet-18 in CIFAR and torchvision style, WideResNet, VGG-11-BN) at configurable widths.
 """
 
-from art_geometry.datasets.data import Dataset, load_digits, load_fashion_mnist, load_idx, FASHION_MNIST_PATH
-from art_geometry.datasets.zoo import MLP, SmallCNN, CNN6, MadryCNN, make_classifier, train_classifier
-from art_geometry.datasets.architectures import ResNet18, TorchvisionResNet18, WideResNet, VGG11BN
+from art_geometry.datasets.architectures import VGG11BN, ResNet18, TorchvisionResNet18, WideResNet
+from art_geometry.datasets.data import FASHION_MNIST_PATH, Dataset, load_digits, load_fashion_mnist, load_idx
+from art_geometry.datasets.zoo import CNN6, MLP, MadryCNN, SmallCNN, make_classifier, train_classifier
 
 __all__ = [
     "Dataset",

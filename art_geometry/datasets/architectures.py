@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from art_geometry._validation import check_positive_int
+from art_geometry.core.validation import check_positive_int
 
 __all__ = ["ResNet18", "TorchvisionResNet18", "WideResNet", "VGG11BN"]
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from art_geometry._rng import seeded
+from art_geometry.core.rng import seeded
 
 __all__ = ["MLP", "SmallCNN", "CNN6", "MadryCNN", "make_classifier", "train_classifier"]
 

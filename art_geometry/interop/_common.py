@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_geometry._batching import predict_logits
-from art_geometry._prepare import Prepared
-from art_geometry._settings import DeepFoolSettings
-from art_geometry.margins import MarginResult, _margins
+from art_geometry.core.batching import predict_logits
+from art_geometry.core.prepare import Prepared
+from art_geometry.core.settings import DeepFoolSettings
+from art_geometry.margins.measure import _margins
+from art_geometry.margins.results import MarginResult
 
 __all__ = ["craft"]
 

@@ -11,11 +11,11 @@ import numpy as np
 from art.attacks.attack import EvasionAttack
 from art.estimators.classification.pytorch import PyTorchClassifier
 
-from art_geometry._api import legacy_positional
-from art_geometry._model import adapt
-from art_geometry._prepare import prepare
-from art_geometry._settings import DeepFoolSettings
-from art_geometry._validation import check_bool, check_positive_int
+from art_geometry.core.model import adapt
+from art_geometry.core.positional import legacy_positional
+from art_geometry.core.prepare import prepare
+from art_geometry.core.settings import DeepFoolSettings
+from art_geometry.core.validation import check_bool, check_positive_int
 from art_geometry.interop._common import craft
 from art_geometry.margins import MarginResult
 

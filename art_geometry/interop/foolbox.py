@@ -20,10 +20,10 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "art_geometry.interop.foolbox needs foolbox 3: pip install art-geometry[foolbox]"
     ) from err
 
-from art_geometry._model import adapt
-from art_geometry._prepare import prepare
-from art_geometry._settings import DeepFoolSettings
-from art_geometry._validation import check_class_indices, check_images, check_positive_int
+from art_geometry.core.model import adapt
+from art_geometry.core.prepare import prepare
+from art_geometry.core.settings import DeepFoolSettings
+from art_geometry.core.validation import check_class_indices, check_images, check_positive_int
 from art_geometry.interop._common import craft
 
 __all__ = ["DeepFoolMarginAttack"]

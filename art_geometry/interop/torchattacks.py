@@ -17,11 +17,11 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "art_geometry.interop.torchattacks needs torchattacks: pip install art-geometry[torchattacks]"
     ) from err
 
-from art_geometry._api import legacy_positional
-from art_geometry._model import adapt
-from art_geometry._prepare import prepare
-from art_geometry._settings import DeepFoolSettings
-from art_geometry._validation import check_class_indices, check_images, check_positive_int
+from art_geometry.core.model import adapt
+from art_geometry.core.positional import legacy_positional
+from art_geometry.core.prepare import prepare
+from art_geometry.core.settings import DeepFoolSettings
+from art_geometry.core.validation import check_class_indices, check_images, check_positive_int
 from art_geometry.interop._common import craft
 
 __all__ = ["TorchattacksDeepFoolMargin"]

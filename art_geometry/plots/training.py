@@ -1,5 +1,5 @@
 """
-Figures of a :class:`art_geometry.tracking.GeometryTracker` history: margins over epochs, train and test, correct
+Figures of a :class:`art_geometry.training.GeometryTracker` history: margins over epochs, train and test, correct
 against incorrect samples (the margins paper's Figs. 1-2); PRS ratio, inclusion ratio, accuracy and robust
 accuracy over epochs (the PRS paper's Fig. 5); the correct/incorrect transitions between tracked epochs; and one
 quantity of several histories on one axis, to compare trainings.
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from art_geometry._settings import AttackSettings
+from art_geometry.core.settings import AttackSettings
 
 __all__ = ["plot_history_comparison", "plot_margin_curves", "plot_prs_curves", "plot_transitions"]
 

@@ -4,15 +4,7 @@ by a versioned JSON Schema), per-sample CSV / Parquet tables and a self-containe
 overlaid comparisons, gallery, per-model detail) rendered from Jinja2 templates.
 """
 
-from art_geometry.report.base import (
-    Image,
-    Metric,
-    Panel,
-    ReportContext,
-    Section,
-    figure_html,
-    table_html,
-)
+from art_geometry.report.base import Image, Metric, Panel, ReportContext, Section, figure_html, table_html
 from art_geometry.report.build import build_report, render_html, write_report
 from art_geometry.report.margins import MarginsSection
 from art_geometry.report.regions import RegionsSection

@@ -118,7 +118,7 @@ class Section(abc.ABC):
     def compute(self, ctx: ReportContext) -> dict[str, Any]:
         """
         :param ctx: The report context.
-        :return: JSON-safe results (use :func:`art_geometry._results.jsonable`).
+        :return: JSON-safe results (use :func:`art_geometry.core.results.jsonable`).
         """
 
     @abc.abstractmethod

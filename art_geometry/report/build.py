@@ -17,19 +17,15 @@ from typing import Any
 
 import torch
 
-from art_geometry._distributed import world
-from art_geometry._results import jsonable
-from art_geometry._sweep import SweepOptions
+from art_geometry.core.results import jsonable
 from art_geometry.report.base import ReportContext, Section
 from art_geometry.report.export import export_samples
-from art_geometry.report.leaderboard import (
-    highlights,
-    leaderboard_columns,
-    model_records,
-)
+from art_geometry.report.leaderboard import highlights, leaderboard_columns, model_records
 from art_geometry.report.resume import ReportCheckpoint, models_hash, report_settings
 from art_geometry.report.schema import SCHEMA_VERSION
 from art_geometry.report.templating import render
+from art_geometry.sweep.distributed import world
+from art_geometry.sweep.loop import SweepOptions
 
 __all__ = ["SCHEMA_VERSION", "build_report", "render_html", "write_report"]
 
@@ -45,7 +41,7 @@ def build_report(
     :return: The report as a JSON-safe dict: ``schema_version``, ``meta``, ``models`` (one leaderboard record per
              model) and ``sections`` (``{key: {"title", "seconds", "data"}}``).
     """
-    from art_geometry import __version__
+    from art_geometry.core.version import __version__
 
     out: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

@@ -10,7 +10,7 @@ so that the report compares training choices and nothing else.
   batch (ratio 0.5, as in the margins paper).
 
 C and D use batch 32, like B, which is their natural baseline. With ``track=True`` a
-:class:`art_geometry.tracking.GeometryTracker` follows each training, for the report's Training section.
+:class:`art_geometry.training.GeometryTracker` follows each training, for the report's Training section.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from art_geometry._rng import seeded
+from art_geometry.core.rng import seeded
 from art_geometry.datasets import Dataset, SmallCNN, make_classifier
 from art_geometry.report.resume import ReportCheckpoint
-from art_geometry.tracking import GeometryTracker, fit_tracked
-from art_geometry.training import JacobianRegularizedTrainer
+from art_geometry.training import GeometryTracker, JacobianRegularizedTrainer, fit_tracked
 
 __all__ = ["JACOBIAN_C", "PGD_EPS", "DemoModels", "demo_models"]
 

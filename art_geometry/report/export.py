@@ -1,6 +1,6 @@
 """
 Per-sample export of a report: every result of ``report.json`` (a dict with ``dtypes`` and ``summary``, as
-:meth:`art_geometry._results.ResultMixin.to_dict` writes it) becomes one table, one row per sample, written as
+:meth:`art_geometry.core.results.ResultMixin.to_dict` writes it) becomes one table, one row per sample, written as
 CSV and, when ``pyarrow`` is importable, Parquet, under ``samples/<section>/<model>/<result>.csv``.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from art_geometry._results import columns_of, write_csv, write_parquet
+from art_geometry.core.results import columns_of, write_csv, write_parquet
 
 __all__ = ["export_samples", "has_parquet", "result_tables"]
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from art_geometry._model import module_of
+from art_geometry.core.model import module_of
 from art_geometry.report.base import Metric, ReportContext, Section
 
 __all__ = ["Column", "highlights", "leaderboard_columns", "model_records"]

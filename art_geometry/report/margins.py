@@ -13,16 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_geometry._model import model_view
-from art_geometry._results import jsonable
-from art_geometry._settings import AttackSettings, DeepFoolSettings
 from art_geometry.bounds import margin_bounds
-from art_geometry.margins import (
-    MarginResult,
-    SubspaceMarginResult,
-    deepfool_margins,
-    subspace_margins,
-)
+from art_geometry.core.model import model_view
+from art_geometry.core.results import jsonable
+from art_geometry.core.settings import AttackSettings, DeepFoolSettings
+from art_geometry.margins import MarginResult, SubspaceMarginResult, deepfool_margins, subspace_margins
 from art_geometry.plots.gallery import plot_adversarial_gallery
 from art_geometry.plots.margins import (
     plot_margin_distributions,
@@ -30,15 +25,7 @@ from art_geometry.plots.margins import (
     plot_subspace_margins,
     plot_subspace_medians,
 )
-from art_geometry.report.base import (
-    Image,
-    Metric,
-    Panel,
-    ReportContext,
-    Section,
-    figure_html,
-    figure_uri,
-)
+from art_geometry.report.base import Image, Metric, Panel, ReportContext, Section, figure_html, figure_uri
 from art_geometry.report.templating import render
 from art_geometry.robustness import robust_accuracy
 from art_geometry.subspaces import dct_subspaces

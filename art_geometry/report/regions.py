@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from art_geometry._model import module_of
-from art_geometry._results import jsonable
+from art_geometry.core.model import module_of
+from art_geometry.core.results import jsonable
 from art_geometry.plots.regions import plot_layerwise_prs, plot_similarity
 from art_geometry.regions import (
     feature_sparsity,
@@ -20,15 +20,7 @@ from art_geometry.regions import (
     layerwise_prs,
     populated_region_set,
 )
-from art_geometry.report.base import (
-    Image,
-    Metric,
-    Panel,
-    ReportContext,
-    Section,
-    figure_html,
-    figure_uri,
-)
+from art_geometry.report.base import Image, Metric, Panel, ReportContext, Section, figure_html, figure_uri
 from art_geometry.report.templating import render
 
 __all__ = ["RegionsSection"]

@@ -3,7 +3,7 @@ A resumable report: the finished parts of ``art-geometry report --checkpoint DIR
 checkpoint=DIR)``) kept in ``DIR/report/`` so that a rerun after an interruption recomputes only what had not
 finished.
 
-What is kept, each file written atomically with a SHA-256 trailer by :class:`art_geometry._checkpoint.Checkpoint`:
+What is kept, each file written atomically with a SHA-256 trailer by :class:`art_geometry.sweep.checkpoint.Checkpoint`:
 
 * ``manifest.json``: the report's settings (data set name and a hash of its four arrays, seed, ``n_samples``,
   ``batch_size``, and for ``--demo`` the epochs and whether the training is tracked). A directory written with
@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 
-from art_geometry._checkpoint import Checkpoint, data_hash, model_hash
-from art_geometry._distributed import agree, world
-from art_geometry._model import adapt
+from art_geometry.core.model import adapt
 from art_geometry.datasets import Dataset
+from art_geometry.sweep.checkpoint import Checkpoint, data_hash, model_hash
+from art_geometry.sweep.distributed import agree, world
 
 __all__ = ["ReportCheckpoint", "models_hash", "report_settings"]
 
@@ -60,7 +60,7 @@ def report_settings(
 def models_hash(models: dict[str, Any]) -> dict[str, str]:
     """
     :param models: Classifiers by report name.
-    :return: :func:`~art_geometry._checkpoint.model_hash` of each, by name.
+    :return: :func:`~art_geometry.sweep.checkpoint.model_hash` of each, by name.
     """
     return {name: model_hash(adapt(clf)) for name, clf in models.items()}
 

@@ -15,18 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from art_geometry._model import model_view
-from art_geometry._results import jsonable
+from art_geometry.core.model import model_view
+from art_geometry.core.results import jsonable
 from art_geometry.indicators import hessian_eigenvalues, jacobian_stats
-from art_geometry.report.base import (
-    Image,
-    Metric,
-    Panel,
-    ReportContext,
-    Section,
-    figure_html,
-    figure_uri,
-)
+from art_geometry.report.base import Image, Metric, Panel, ReportContext, Section, figure_html, figure_uri
 from art_geometry.report.templating import render
 from art_geometry.surface import SurfaceResult, decision_surface
 

@@ -1,5 +1,5 @@
 """
-The Training section of the report: renders :class:`art_geometry.tracking.GeometryTracker` histories given in
+The Training section of the report: renders :class:`art_geometry.training.GeometryTracker` histories given in
 ``ctx.extras["training"]`` (one history — the dict, the tracker itself, or the path of its JSON file — or a
 mapping of model names to such histories, as ``art-geometry report --demo`` gives): per model, a per-epoch table,
 the margins over epochs (margins paper, Figs. 1-2), PRS ratio and robust accuracy over epochs (PRS paper, Fig. 5)
@@ -11,23 +11,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from art_geometry._settings import AttackSettings
-from art_geometry.plots.training import (
-    plot_history_comparison,
-    plot_margin_curves,
-    plot_prs_curves,
-    plot_transitions,
-)
-from art_geometry.report.base import (
-    Image,
-    Panel,
-    ReportContext,
-    Section,
-    figure_html,
-    figure_uri,
-)
+from art_geometry.core.settings import AttackSettings
+from art_geometry.plots.training import plot_history_comparison, plot_margin_curves, plot_prs_curves, plot_transitions
+from art_geometry.report.base import Image, Panel, ReportContext, Section, figure_html, figure_uri
 from art_geometry.report.templating import render
-from art_geometry.tracking import GeometryTracker
+from art_geometry.training import GeometryTracker
 
 __all__ = ["TrainingSection"]
 

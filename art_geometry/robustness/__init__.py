@@ -11,7 +11,7 @@ PRS paper's analyses).
   :func:`zero_gradient_analysis` (definitions in its docstring).
 """
 
-from art_geometry._settings import AttackSettings
+from art_geometry.core.settings import AttackSettings
 from art_geometry.robustness.attacks import ATTACKS, art_classifier, torch_module
 from art_geometry.robustness.metrics import (
     inclusion_robustness,

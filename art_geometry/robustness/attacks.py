@@ -18,10 +18,10 @@ import torch
 from art.attacks.attack import EvasionAttack
 from torch import nn
 
-from art_geometry._model import ModelView, model_view
-from art_geometry._norms import L1, L2, LINF, Norm
-from art_geometry._rng import resolve_seed
-from art_geometry._settings import NAMED_ATTACKS, AttackSettings
+from art_geometry.core.model import ModelView, model_view
+from art_geometry.core.norms import L1, L2, LINF, Norm
+from art_geometry.core.rng import resolve_seed
+from art_geometry.core.settings import NAMED_ATTACKS, AttackSettings
 
 __all__ = [
     "ATTACKS",
@@ -68,7 +68,7 @@ def _autoattack(estimator: Any, s: AttackSettings, batch_size: int, verbose: boo
     return AutoAttack(estimator, norm=s.norm.art, eps=s.eps, eps_step=s.step, batch_size=batch_size)
 
 
-#: The named-attack registry: how each name of :data:`art_geometry._settings.NAMED_ATTACKS` is built with ART.
+#: The named-attack registry: how each name of :data:`art_geometry.core.settings.NAMED_ATTACKS` is built with ART.
 _BUILDERS: dict[str, Callable[[Any, AttackSettings, int, bool], EvasionAttack]] = {
     "fgsm": _fgsm,
     "bim": _bim,

@@ -12,9 +12,9 @@ Definitions (per sample ``i`` with label ``y_i``, clean input ``x_i`` and advers
 ``eps = 0`` admits no perturbation: the attack is not run and ``x' = x``, so robust accuracy equals accuracy.
 
 The attacks draw from numpy's and torch's global generators (random initialisation); they run inside
-:func:`art_geometry._rng.seeded`, so results depend on ``seed`` only and the user's global states are restored.
+:func:`art_geometry.core.rng.seeded`, so results depend on ``seed`` only and the user's global states are restored.
 ART's attacks switch the model to eval mode and overwrite the parameters' ``.grad``; every call here restores the
-model's modes, ``requires_grad`` flags and ``.grad`` exactly (:func:`art_geometry._modes.restoring`).
+model's modes, ``requires_grad`` flags and ``.grad`` exactly (:func:`art_geometry.core.modes.restoring`).
 """
 
 from __future__ import annotations
@@ -29,16 +29,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from art_geometry._batching import batches, predict_logits
-from art_geometry._gradients import input_gradients
-from art_geometry._modes import restoring
-from art_geometry._norms import Norm
-from art_geometry._prepare import Prepared, prepare, prepare_more
-from art_geometry._rng import seeded
-from art_geometry._settings import AttackSettings
-from art_geometry._sweep import Chunk, SweepOptions, chunk_seed, shared_seed, stack, sweep
-from art_geometry._distributed import world
-from art_geometry._validation import check_bool, check_number, check_positive_int
+from art_geometry.core.batching import batches, predict_logits
+from art_geometry.core.gradients import input_gradients
+from art_geometry.core.modes import restoring
+from art_geometry.core.norms import Norm
+from art_geometry.core.prepare import Prepared, prepare, prepare_more
+from art_geometry.core.rng import seeded
+from art_geometry.core.settings import AttackSettings
+from art_geometry.core.validation import check_bool, check_number, check_positive_int
+from art_geometry.regions import prs
 from art_geometry.robustness.attacks import (
     AttackSpec,
     art_estimator,
@@ -53,6 +52,8 @@ from art_geometry.robustness.results import (
     RobustnessResult,
     ZeroGradientResult,
 )
+from art_geometry.sweep.distributed import world
+from art_geometry.sweep.loop import Chunk, SweepOptions, chunk_seed, shared_seed, stack, sweep
 
 __all__ = ["robust_accuracy", "robustness_curve", "inclusion_robustness", "zero_gradient_analysis"]
 
@@ -118,7 +119,7 @@ def _robust(
 ) -> RobustnessResult:
     """
     :func:`robust_accuracy` on prepared, labelled data (shared with the curve, the analyses and the tracker): one
-    sweep over chunks (:mod:`art_geometry._sweep`); the attack of chunk ``c`` runs under a seed derived from
+    sweep over chunks (:mod:`art_geometry.sweep.loop`); the attack of chunk ``c`` runs under a seed derived from
     ``(seed, c)``, so results do not depend on which rank runs which chunk.
     """
     view = prep.view
@@ -325,14 +326,12 @@ def inclusion_robustness(
     :param options: Overrides of single settings fields (``eps``, ``norm``, ``max_iter``, ...).
     :return: The groups and the attack's per-sample result.
     """
-    from art_geometry import regions
-
     spec = resolve_attack(attack, settings, options)
     batch_size = check_positive_int(batch_size, "batch_size")
     verbose = check_bool(verbose, "verbose")
     train = prepare(classifier, x_train, x_name="x_train")
     prep = prepare_more(train, x_test, y_test, x_name="x_test", y_name="y_test", require_labels=True)
-    inc = regions._inclusion(train, prep, layer, batch_size, verbose)
+    inc = prs._inclusion(train, prep, layer, batch_size, verbose)
     rob = _robust(prep, spec, _estimator(classifier, prep, spec), batch_size, verbose, False)
     return InclusionRobustnessResult(included=np.asarray(inc.included, dtype=bool), robustness=rob, layer=inc.layer)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from art_geometry._results import ResultMixin
+from art_geometry.core.results import ResultMixin
 
 __all__ = ["RobustnessResult", "RobustnessCurve", "InclusionRobustnessResult", "ZeroGradientResult"]
 
