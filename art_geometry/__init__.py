@@ -46,8 +46,8 @@ from art_geometry.robustness import (
     robustness_curve,
     zero_gradient_analysis,
 )
-from art_geometry.spectral import DCTTransform, dct2, dct_flip, high_pass, idct2, low_pass, transform_dataset
 from art_geometry.subspaces import Subspace, dct_subspaces, direction, orthogonal_complement, random_subspace, span
+from art_geometry.subspaces.spectral import DCTTransform, dct2, dct_flip, high_pass, idct2, low_pass, transform_dataset
 from art_geometry.surface import (
     ParameterSurfaceResult,
     SurfaceResult,

@@ -460,7 +460,10 @@ def _sweep(args: argparse.Namespace, data: Dataset, model: torch.nn.Module) -> i
     :param model: The model.
     :return: Exit status 0.
     """
-    import art_geometry as ag
+    from art_geometry.margins import deepfool_margins, subspace_margins
+    from art_geometry.regions import populated_region_set
+    from art_geometry.robustness import robust_accuracy
+    from art_geometry.subspaces import dct_subspaces
     from art_geometry.sweep.distributed import world
 
     x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
@@ -471,15 +474,15 @@ def _sweep(args: argparse.Namespace, data: Dataset, model: torch.nn.Module) -> i
                                   "checkpoint": args.checkpoint}
         norm = {} if args.norm is None else {"norm": args.norm}
         if args.family == "margins":
-            result = ag.deepfool_margins(model, x, y, seed=args.seed, **norm, **common)
+            result = deepfool_margins(model, x, y, seed=args.seed, **norm, **common)
         elif args.family == "subspace":
-            subspaces = ag.dct_subspaces(data.input_shape, block_size=args.block_size, stride=args.block_size)
-            result = ag.subspace_margins(model, x, y, subspaces=subspaces, seed=args.seed, **norm, **common)
+            subspaces = dct_subspaces(data.input_shape, block_size=args.block_size, stride=args.block_size)
+            result = subspace_margins(model, x, y, subspaces=subspaces, seed=args.seed, **norm, **common)
         elif args.family == "prs":
-            result = ag.populated_region_set(model, x, y, layer=args.layer, **common)
+            result = populated_region_set(model, x, y, layer=args.layer, **common)
         else:
-            result = ag.robust_accuracy(model, x, y, attack=args.attack, eps=args.eps, seed=args.seed, **norm,
-                                        **common)
+            result = robust_accuracy(model, x, y, attack=args.attack, eps=args.eps, seed=args.seed, **norm,
+                                     **common)
         rank, size = world()
     if rank == 0:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ The reference is loaded at run time from a copy of the repository passed as ``--
 this project) and run unmodified, apart from stand-ins for what this environment lacks: ``zero_gradients`` (removed
 from ``torch.autograd.gradcheck`` in torch 1.x; the stand-in zeroes ``x.grad`` in place as the original did),
 ``torch_dct.idct_2d(x, norm="ortho")`` (``C^T x C`` with the orthonormal DCT-II matrix of
-:func:`art_geometry.spectral.dct_matrix`) and empty ``torchvision`` modules (imported by ``utils.py`` for its data
+:func:`art_geometry.subspaces.spectral.dct_matrix`) and empty ``torchvision`` modules (imported by ``utils.py`` for its data
 loaders, which are not called). Without ``--reference`` (or when the path holds no ``utils.py``) only ours runs,
 and the output says so.
 
@@ -41,7 +41,7 @@ import torch
 
 from art_geometry import dct_subspaces, subspace_margins
 from art_geometry.datasets import load_fashion_mnist, make_classifier, train_classifier
-from art_geometry.spectral import dct_matrix
+from art_geometry.subspaces.spectral import dct_matrix
 
 
 def _idct_2d(x: torch.Tensor, norm: str | None = None) -> torch.Tensor:

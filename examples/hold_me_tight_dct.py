@@ -58,7 +58,7 @@ from art_geometry.datasets import (
     make_classifier,
     train_classifier,
 )
-from art_geometry.spectral import dct2, dct_flip, low_pass
+from art_geometry.subspaces.spectral import dct2, dct_flip, low_pass
 
 NAME = "hold_me_tight_dct"
 MODELS = ("standard", "flipped", "low_pass", "low_pass_finetuned", "adversarial")

@@ -4,7 +4,7 @@ import scipy.fft
 import torch
 
 from art_geometry.datasets import Dataset
-from art_geometry.spectral import (
+from art_geometry.subspaces.spectral import (
     DCTTransform,
     dct2,
     dct_flip,

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from art_geometry.core.results import jsonable
+from art_geometry.core.version import __version__
 from art_geometry.report.base import ReportContext, Section
 from art_geometry.report.export import export_samples
 from art_geometry.report.leaderboard import highlights, leaderboard_columns, model_records
@@ -41,8 +42,6 @@ def build_report(
     :return: The report as a JSON-safe dict: ``schema_version``, ``meta``, ``models`` (one leaderboard record per
              model) and ``sections`` (``{key: {"title", "seconds", "data"}}``).
     """
-    from art_geometry.core.version import __version__
-
     out: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "meta": {

@@ -13,17 +13,15 @@ On top of it, the paper's data transforms: :func:`dct_flip` (swap low and high f
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import Any, Callable, TypeVar, Union
 
 import numpy as np
 import torch
 
 from art_geometry.core.validation import check_int
-
-if TYPE_CHECKING:
-    from art_geometry.datasets.data import Dataset
 
 __all__ = [
     "dct_matrix",
@@ -89,6 +87,8 @@ def idct2(z: torch.Tensor) -> torch.Tensor:
 # --- frequency transforms of images and data sets (Hold me tight, Sec. 3.2 and Appendix: flipped and filtered data)
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
+#: A data set with ``x_train, y_train, x_test, y_test, name`` fields (:class:`~art_geometry.datasets.Dataset`).
+DatasetT = TypeVar("DatasetT")
 
 
 def _as_images(x: ArrayLike, name: str = "x") -> tuple[torch.Tensor, bool]:
@@ -233,18 +233,16 @@ class DCTTransform:
         return f"DCTTransform(kind={self.kind!r}{extra})"
 
 
-def transform_dataset(dataset: "Dataset", transform: Callable[[ArrayLike], ArrayLike]) -> "Dataset":
+def transform_dataset(dataset: DatasetT, transform: Callable[[ArrayLike], ArrayLike]) -> DatasetT:
     """
     Apply an image transform to both splits of a data set (the labels are kept), e.g. to train on frequency-flipped
     Fashion-MNIST as in Hold me tight, Sec. 3.2.
 
-    :param dataset: A :class:`~art_geometry.datasets.Dataset`; not modified.
+    :param dataset: A :class:`~art_geometry.datasets.Dataset` (any dataclass with its fields); not modified.
     :param transform: A callable on image batches, such as :class:`DCTTransform`; it must keep the shape.
     :return: A new data set named ``"<name>-<transform name>"``.
     :raises ValueError: When the transform changes the shape of the images.
     """
-    from art_geometry.datasets.data import Dataset
-
     x_train = np.asarray(transform(dataset.x_train))
     x_test = np.asarray(transform(dataset.x_test))
     if x_train.shape != dataset.x_train.shape or x_test.shape != dataset.x_test.shape:
@@ -252,10 +250,11 @@ def transform_dataset(dataset: "Dataset", transform: Callable[[ArrayLike], Array
             f"the transform changed the shape of the images from {dataset.x_train.shape[1:]} to {x_train.shape[1:]}"
         )
     label = getattr(transform, "name", type(transform).__name__)
-    return Dataset(
-        x_train.astype(dataset.x_train.dtype, copy=False),
-        dataset.y_train.copy(),
-        x_test.astype(dataset.x_test.dtype, copy=False),
-        dataset.y_test.copy(),
-        f"{dataset.name}-{label}",
+    return dataclasses.replace(
+        dataset,
+        x_train=x_train.astype(dataset.x_train.dtype, copy=False),
+        y_train=dataset.y_train.copy(),
+        x_test=x_test.astype(dataset.x_test.dtype, copy=False),
+        y_test=dataset.y_test.copy(),
+        name=f"{dataset.name}-{label}",
     )

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from art_geometry.core.validation import check_array
-from art_geometry.spectral import dct2, idct2
+from art_geometry.subspaces.spectral import dct2, idct2
 
 __all__ = [
     "Subspace",
