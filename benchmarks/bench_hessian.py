@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _timing import best_of
 from art_geometry.datasets import SmallCNN, load_fashion_mnist, make_classifier, train_classifier
 from art_geometry.indicators import hessian_eigenvalues
 
@@ -68,15 +68,6 @@ def _naive(model: nn.Module, x: np.ndarray, k: int) -> np.ndarray:
     return lam.gather(1, order[:, :k]).numpy()
 
 
-def _time(fn, repeats: int):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2, help="samples")
@@ -93,10 +84,10 @@ def main() -> None:
         ref = hessian_eigenvalues(copy.deepcopy(model).double(), x.astype(np.float64), of="loss", full=True,
                                   batch_size=args.n).eigenvalues[:, : args.k]
         hessian_eigenvalues(model, x[:1], of="loss", k=2)  # warm-up (lazy imports)
-        t_top, top = _time(lambda: hessian_eigenvalues(model, x, of="loss", k=args.k, batch_size=args.n),
-                           args.repeats)
-        t_full, full = _time(lambda: hessian_eigenvalues(model, x, of="loss", full=True, batch_size=args.n), 1)
-        t_naive, naive = _time(lambda: _naive(model, x, args.k), 1)
+        t_top, top = best_of(lambda: hessian_eigenvalues(model, x, of="loss", k=args.k, batch_size=args.n),
+                             args.repeats)
+        t_full, full = best_of(lambda: hessian_eigenvalues(model, x, of="loss", full=True, batch_size=args.n), 1)
+        t_naive, naive = best_of(lambda: _naive(model, x, args.k), 1)
         rows = [
             ("lanczos top-k", t_top, top.eigenvalues, top.n_products),
             ("full (batched HVPs)", t_full, full.eigenvalues[:, : args.k], full.n_products),

@@ -11,23 +11,14 @@ Run: ``.venv/bin/python benchmarks/bench_surface.py [--resolution 101] [--batch-
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
+from _timing import best_of
 from art_geometry.core.model import model_view
 from art_geometry.datasets import SmallCNN, load_fashion_mnist, make_classifier, train_classifier
 from art_geometry.surface import decision_surface
-
-
-def _best(fn, repeats: int):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def main() -> None:
@@ -55,8 +46,8 @@ def main() -> None:
         with view.evaluating(), torch.no_grad():
             return torch.cat([view(points[i : i + args.batch_size]) for i in range(0, len(points), args.batch_size)])
 
-    t_fwd, logits = _best(forward, args.repeats)
-    t_surf, surf = _best(lambda: decision_surface(clf, x, resolution=r, span=5.0, batch_size=args.batch_size),
+    t_fwd, logits = best_of(forward, args.repeats)
+    t_surf, surf = best_of(lambda: decision_surface(clf, x, resolution=r, span=5.0, batch_size=args.batch_size),
                          args.repeats)
     t = int(surf.labels[0])
     others = torch.cat([logits[:, :t], logits[:, t + 1 :]], dim=1)

@@ -37,12 +37,11 @@ from art_geometry.core.validation import check_bool, check_positive_int
 from art_geometry.margins.measure import _margins
 from art_geometry.margins.results import MarginResult
 
-__all__ = ["BoundsSettings", "MarginBoundsResult", "margin_bounds"]
+__all__ = ["MarginBoundsResult", "margin_bounds"]
 
 #: The DeepFool norm whose verified adversarial point gives the upper bound in each norm (DeepFool has no L1
 #: variant here: for L1 the L2 point is measured in L1).
 _DEEPFOOL_NORM = {L1: L2, L2: L2, LINF: LINF}
-
 
 
 def _milp_seconds(unstable: int) -> float:
@@ -52,6 +51,7 @@ def _milp_seconds(unstable: int) -> float:
     1 s, 29: 4-12 s on a shared 2-core CPU); "auto" sends a sample to the MILP when this is within ``budget``.
     """
     return 0.1 * 2.0 ** (unstable / 6.0)
+
 
 #: The MILP searches a box of radius ``(1 + 1e-6) upper``: the DeepFool point, adversarial in the model's dtype,
 #: lies on the boundary to the dtype's precision, so the float64 program must look slightly past it.

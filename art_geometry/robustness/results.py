@@ -15,8 +15,24 @@ from art_geometry.core.results import ResultMixin
 __all__ = ["RobustnessResult", "RobustnessCurve", "InclusionRobustnessResult", "ZeroGradientResult"]
 
 
+class _Accuracies:
+    """The accuracies of a result holding ``clean_correct`` ``(N,)`` and ``adv_correct`` ``(..., N)``."""
+
+    clean_correct: np.ndarray
+    adv_correct: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        """Clean accuracy."""
+        return float(self.clean_correct.mean())
+
+    def _robust_accuracy(self) -> np.ndarray:
+        """:return: The fraction of samples correct both clean and under attack, per row of ``adv_correct``."""
+        return self.adv_correct.mean(axis=-1)
+
+
 @dataclass(frozen=True)
-class RobustnessResult(ResultMixin):
+class RobustnessResult(_Accuracies, ResultMixin):
     """
     Per-sample outcome of one attack.
 
@@ -49,14 +65,9 @@ class RobustnessResult(ResultMixin):
     params: dict[str, Any]
 
     @property
-    def accuracy(self) -> float:
-        """Clean accuracy."""
-        return float(self.clean_correct.mean())
-
-    @property
     def robust_accuracy(self) -> float:
         """Fraction of samples correct both clean and under attack."""
-        return float(self.adv_correct.mean())
+        return float(self._robust_accuracy())
 
     def summary(self) -> dict[str, Any]:
         """:return: accuracy, robust accuracy, attack success rate over clean-correct samples."""
@@ -75,7 +86,7 @@ class RobustnessResult(ResultMixin):
 
 
 @dataclass(frozen=True)
-class RobustnessCurve(ResultMixin):
+class RobustnessCurve(_Accuracies, ResultMixin):
     """
     Robust accuracy over a range of budgets.
 
@@ -95,14 +106,9 @@ class RobustnessCurve(ResultMixin):
     params: dict[str, Any]
 
     @property
-    def accuracy(self) -> float:
-        """Clean accuracy."""
-        return float(self.clean_correct.mean())
-
-    @property
     def robust_accuracy(self) -> np.ndarray:
         """``(E,)`` robust accuracy per budget."""
-        return self.adv_correct.mean(axis=1)
+        return self._robust_accuracy()
 
     def summary(self) -> dict[str, Any]:
         """:return: accuracy and the robust accuracy per eps."""

@@ -158,6 +158,13 @@ def dct_flip(x: ArrayLike) -> ArrayLike:
     return _back(idct2(torch.flip(dct2(t), dims=(-2, -1))), is_numpy)
 
 
+def _band(x: ArrayLike, bandwidth: int, keep_low: bool) -> ArrayLike:
+    """:return: ``idct2(M * dct2(x))`` (``keep_low``) or ``idct2((1 - M) * dct2(x))``, ``M`` the low block's mask."""
+    t, is_numpy = _as_images(x)
+    mask = _low_mask(t, _check_bandwidth(bandwidth, tuple(t.shape)))
+    return _back(idct2(dct2(t) * (mask if keep_low else 1 - mask)), is_numpy)
+
+
 def low_pass(x: ArrayLike, bandwidth: int) -> ArrayLike:
     """
     Keep the DCT coefficients ``[0:bandwidth, 0:bandwidth]`` (the lowest frequencies on both axes) and zero the
@@ -169,9 +176,7 @@ def low_pass(x: ArrayLike, bandwidth: int) -> ArrayLike:
     :return: The filtered images, a new array of the same shape and type.
     :raises ValueError: When ``x`` holds NaN or inf, or ``bandwidth`` is out of range or not an integer.
     """
-    t, is_numpy = _as_images(x)
-    b = _check_bandwidth(bandwidth, tuple(t.shape))
-    return _back(idct2(dct2(t) * _low_mask(t, b)), is_numpy)
+    return _band(x, bandwidth, keep_low=True)
 
 
 def high_pass(x: ArrayLike, bandwidth: int) -> ArrayLike:
@@ -187,9 +192,7 @@ def high_pass(x: ArrayLike, bandwidth: int) -> ArrayLike:
     :return: The filtered images, a new array of the same shape and type.
     :raises ValueError: When ``x`` holds NaN or inf, or ``bandwidth`` is out of range or not an integer.
     """
-    t, is_numpy = _as_images(x)
-    b = _check_bandwidth(bandwidth, tuple(t.shape))
-    return _back(idct2(dct2(t) * (1 - _low_mask(t, b))), is_numpy)
+    return _band(x, bandwidth, keep_low=False)
 
 
 class DCTTransform:

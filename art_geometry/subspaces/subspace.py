@@ -25,19 +25,6 @@ import torch
 from art_geometry.core.validation import check_array
 from art_geometry.subspaces.spectral import dct2, idct2
 
-__all__ = [
-    "Subspace",
-    "DCTBlockSubspace",
-    "BasisSubspace",
-    "ComplementSubspace",
-    "SubspaceStack",
-    "dct_subspaces",
-    "random_subspace",
-    "span",
-    "orthogonal_complement",
-    "direction",
-]
-
 
 class Subspace(abc.ABC):
     """
