@@ -114,7 +114,8 @@ def load_data(spec: str) -> Dataset:
     if path.suffix != ".npz" or not path.exists():
         raise ValueError(f"--data must be 'digits', 'fashion-mnist' or an existing .npz file, got {spec!r}")
     try:
-        with np.load(path) as f:
+        # the file opened here, not by np.load: numpy leaves its own handle open when the zip is truncated
+        with open(path, "rb") as handle, np.load(handle) as f:
             arrays = {k: f[k] for k in f.files}
     except _NPZ_ERRORS as err:
         raise ValueError(f"--data {spec!r} is not a readable .npz file ({_brief(err)})") from err

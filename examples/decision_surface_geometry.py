@@ -117,6 +117,13 @@ def boundary_distance(surface: Any) -> np.ndarray:
     return np.where(first >= 0, coords[centre + 1:][first], np.inf)
 
 
+def misclassified_fraction(surface: Any) -> float | None:
+    """:return: The fraction of grid points with ``L <= 0`` around the correctly classified samples (``None`` when
+    no sample is classified correctly)."""
+    around = np.asarray(surface.decision)[correct(surface)]
+    return float(np.mean(around <= 0)) if around.size else None
+
+
 def finite_median(values: np.ndarray) -> float | None:
     """:return: The median (``None`` in the JSON when infinite or when there are no values)."""
     m = float(np.median(values)) if values.size else float("inf")
@@ -152,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out[name] = {
             "accuracy": float(np.mean(clf.predict(data.x_test).argmax(axis=1) == data.y_test)),
             "parameter_loss_rise": float(loss.mean() - loss[len(loss) // 2, len(loss) // 2]),
-            "input_misclassified_fraction": float(np.mean(np.asarray(inputs.decision)[correct(inputs)] <= 0)),
+            "input_misclassified_fraction": misclassified_fraction(inputs),
             "random_boundary_median": finite_median(boundary_distance(inputs)),
         }
     for loss_name in LOSSES:

@@ -13,6 +13,7 @@ import copy
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,10 @@ def data(n: int = N) -> tuple[np.ndarray, np.ndarray]:
     return d.x_test[:n], d.y_test[:n]
 
 
+#: robust_accuracy's warning for a module that declares no input range.
+NO_RANGE = "the model declares no valid input range: assuming clip_values=(0, 1)"
+
+
 def families(net: nn.Module, x: Any, y: Any) -> dict[str, np.ndarray]:
     """Every sharded family on (x, y); the per-sample arrays and the aggregate numbers, flattened."""
     opts = {"batch_size": 8, "chunk_size": 16}
@@ -62,7 +67,11 @@ def families(net: nn.Module, x: Any, y: Any) -> dict[str, np.ndarray]:
     p = ag.populated_region_set(net, x, y, layer="fc1", **opts)
     inc = ag.inclusion_ratio(net, x[:60], x[60:], y_test=y[60:], layer="fc1", **opts)
     # ART's attacks feed float32 arrays: a float32 copy of the model for them
-    r = ag.robust_accuracy(copy.deepcopy(net).float(), x, y, attack="pgd", eps=0.1, max_iter=3, seed=5, **opts)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = ag.robust_accuracy(copy.deepcopy(net).float(), x, y, attack="pgd", eps=0.1, max_iter=3, seed=5, **opts)
+    # a plain module declares no input range, so the attack's box is assumed, with a warning
+    assert [str(w.message) for w in caught] == [NO_RANGE], [str(w.message) for w in caught]
     j = ag.jacobian_stats(net, x, y, **opts)
     h = ag.hessian_eigenvalues(net, x[:30], y[:30], of="loss", k=2, seed=2, batch_size=4, chunk_size=8)
     return {

@@ -155,7 +155,7 @@ def test_art_attack_params_and_set_params_validate_through_the_settings(linear):
 
     clf = make_classifier(linear[0], (1, 4, 4), 4, clip_values=None)
     attack = DeepFoolMargin(clf)
-    assert attack.attack_params == [*DeepFoolSettings.field_names(), "batch_size", "verbose"]
+    assert attack.attack_params == [*DeepFoolSettings.field_names(), "batch_size", "verbose", "minimal"]
     with pytest.raises(ValueError, match="norm must be one of"):
         DeepFoolMargin(clf, norm=1)
     with pytest.raises(ValueError, match=r"candidates must be an integer in \[2"):
@@ -419,7 +419,7 @@ def test_torchattacks_attack_refuses_numpy_images_and_bad_labels(linear):
         attack(xt, yt[:5])
     with pytest.raises(TypeError, match="labels must hold integer class indices, got dtype torch.float32"):
         attack(xt, yt.float())
-    with pytest.raises(TypeError, match="labels must be a numpy array or torch tensor"):
+    with pytest.raises(TypeError, match="labels must be a numpy array, torch tensor or list of class indices"):
         attack(xt, None)
     with pytest.raises(ValueError, match="batch_size"):
         TorchattacksDeepFoolMargin(model, batch_size=0)

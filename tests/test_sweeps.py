@@ -99,8 +99,9 @@ def test_streamed_dataset_and_loader_equal_arrays(single):
         assert np.array_equal(m.margins, single["margins"]) and np.array_equal(m.labels, y)
         p = ag.populated_region_set(net, source, layer="fc1", batch_size=8, chunk_size=16)
         assert np.array_equal(p.region_ids, single["region_ids"])
-        r = ag.robust_accuracy(worker.model().float(), source, attack="pgd", eps=0.1, max_iter=3, seed=5,
-                               batch_size=8, chunk_size=16)
+        with pytest.warns(UserWarning, match=re.escape(worker.NO_RANGE)):
+            r = ag.robust_accuracy(worker.model().float(), source, attack="pgd", eps=0.1, max_iter=3, seed=5,
+                                   batch_size=8, chunk_size=16)
         assert np.array_equal(r.adv_pred, single["adv_pred"])
 
 
@@ -224,7 +225,14 @@ def test_cli_sweep_writes_the_api_result_and_resumes(tmp_path, caplog, capsys, f
             "--samples", "40", "--batch-size", "8", "--checkpoint", str(ckpt), "--out", str(out), "--quiet",
             "--block-size", "4", "--eps", "0.1"]
     caplog.set_level(logging.INFO, logger="art_geometry.sweep")
-    assert main(args) == 0
+
+    def warned() -> Any:
+        """robust_accuracy warns that the module declares no input range."""
+        return pytest.warns(UserWarning, match=re.escape(worker.NO_RANGE)) if family == "robust" else (
+            contextlib.nullcontext())
+
+    with warned():
+        assert main(args) == 0
     first = out.read_text()
     d = load_digits()
     x, y = d.x_test[:40], d.y_test[:40]
@@ -238,11 +246,12 @@ def test_cli_sweep_writes_the_api_result_and_resumes(tmp_path, caplog, capsys, f
             batch_size=8)),
     }
     kind, direct = kinds[family]
-    with pytest.warns(UserWarning) if family == "robust" else contextlib.nullcontext():
+    with warned():
         want = direct()
     assert kind.from_json(first).to_dict() == want.to_dict()
     caplog.clear()
-    assert main(args) == 0
+    with warned():
+        assert main(args) == 0
     assert out.read_text() == first and _count(caplog)[1] == 0 and "written to" in capsys.readouterr().out
 
 
@@ -284,7 +293,8 @@ def test_cli_report_under_torchrun_equals_one_process(tmp_path, capsys):
 
     args = ["report", "--model", "tests._sweep_worker:model", "--data", "digits", "--sections", "margins,regions",
             "--samples", "40", "--batch-size", "8", "--quiet"]
-    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    with pytest.warns(UserWarning, match=re.escape(worker.NO_RANGE)):  # the margins section's robust accuracy
+        assert main([*args, "--out", str(tmp_path / "one")]) == 0
     ckpt = str(tmp_path / "ckpt")
     done = _torchrun("-m", "art_geometry", *args, "--out", str(tmp_path / "two"), "--checkpoint", ckpt)
     assert done.returncode == 0, done.stderr[-2000:]

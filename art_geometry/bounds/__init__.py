@@ -5,7 +5,8 @@ by exact MILP (:mod:`~art_geometry.bounds.milp`), CROWN (:mod:`~art_geometry.bou
 (:mod:`~art_geometry.bounds.lipschitz`), over the network read by :mod:`~art_geometry.bounds._network`.
 """
 
+from art_geometry.bounds._network import UnsupportedModelError
 from art_geometry.bounds.brackets import MarginBoundsResult, margin_bounds
 from art_geometry.core.settings import BoundsSettings
 
-__all__ = ["BoundsSettings", "MarginBoundsResult", "margin_bounds"]
+__all__ = ["BoundsSettings", "MarginBoundsResult", "margin_bounds", "UnsupportedModelError"]

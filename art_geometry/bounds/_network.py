@@ -37,7 +37,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from art_geometry.core.model import ModelView, adapt
 
-__all__ = ["Arithmetic", "Layer", "Chain", "read_chain", "affine_relu_layers", "unfold"]
+__all__ = ["UnsupportedModelError", "Arithmetic", "Layer", "Chain", "read_chain", "affine_relu_layers", "unfold"]
 
 _DTYPE = torch.float64
 
@@ -74,6 +74,11 @@ DENSE_LIMIT = 1 << 24
 
 #: Samples of the shape probe (two, so that a reshape that mixes samples shows).
 _PROBE = 2
+
+
+class UnsupportedModelError(ValueError):
+    """A model the certified bounds cannot read (its layers, or a TorchScript module), named in the message."""
+
 
 
 class _Reshape(nn.Module):
@@ -498,9 +503,9 @@ def read_chain(view: ModelView, input_shape: tuple[int, ...]) -> Chain:
         layers, refused = _trace(view, input_shape)
     bad += refused
     if bad:
-        raise ValueError(f"unsupported by the certified bounds: {'; '.join(bad)}")
+        raise UnsupportedModelError(f"unsupported by the certified bounds: {'; '.join(bad)}")
     if not layers and not prefix:
-        raise ValueError("unsupported by the certified bounds: a model without layers")
+        raise UnsupportedModelError("unsupported by the certified bounds: a model without layers")
     return Chain(tuple(prefix + layers), input_shape, view.device)
 
 

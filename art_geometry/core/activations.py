@@ -40,9 +40,15 @@ class Activations:
     The layers and ReLU sites of one model view; the model is traced on first need (once per instance).
 
     :param view: The model view.
+    :raises TypeError: For a TorchScript module: it has no forward hooks, so its layers cannot be read.
     """
 
     def __init__(self, view: ModelView):
+        if isinstance(view.module, torch.jit.ScriptModule):
+            raise TypeError(
+                "the model is a TorchScript module, which has no forward hooks, so its layers' activations cannot "
+                "be read: pass the Python nn.Module (on the command line: --model module:factory --weights file)"
+            )
         self.view = view
         self._sites: Sites | None = None
 

@@ -78,12 +78,15 @@ def activation_bytes(view: ModelView, sample_shape: Sequence[int]) -> int:
     """
     The bytes of the outputs of every leaf module in one forward pass of one (zero) sample: an estimate of what a
     retained autograd graph holds per sample (functional operations between modules are not counted). Runs in
-    eval mode without gradients; the user's modes are restored.
+    eval mode without gradients; the user's modes are restored. A TorchScript module (no forward hooks) is measured
+    by the tensors autograd saves instead (:func:`_saved_bytes`).
 
     :param view: The model view.
     :param sample_shape: The shape of one sample.
     :return: Bytes per sample, at least the input's.
     """
+    if isinstance(view.module, torch.jit.ScriptModule):
+        return _saved_bytes(view, sample_shape)
     total = [0]
 
     def count(module: torch.nn.Module, inputs: tuple, output: object) -> None:
@@ -99,6 +102,24 @@ def activation_bytes(view: ModelView, sample_shape: Sequence[int]) -> int:
         for h in handles:
             h.remove()
     return max(total[0], math.prod(sample_shape) * torch.finfo(view.dtype).bits // 8)
+
+
+def _saved_bytes(view: ModelView, sample_shape: Sequence[int]) -> int:
+    """
+    :func:`activation_bytes` for a TorchScript module, which has no forward hooks: the bytes of the tensors
+    autograd saves in one forward pass of one (zero) sample with gradients to the input (what the retained graph
+    holds), counted by ``torch.autograd.graph.saved_tensors_hooks``; the user's modes and flags are restored.
+    """
+    total = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    x = torch.zeros((1, *sample_shape), device=view.device, dtype=view.dtype, requires_grad=True)
+    with view.evaluating(), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        view(x)
+    return max(total[0], x.numel() * x.element_size())
 
 
 def memory_batch_size(per_sample_bytes: int, budget: int, cap: int) -> int:

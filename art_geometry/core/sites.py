@@ -138,9 +138,19 @@ def _traced_sites(graph: torch.fx.Graph, layers: dict[str, nn.Module]) -> Sites:
     return Sites(tuple(sites), tuple(others), True, calls)
 
 
+def _is_relu_module(module: nn.Module) -> bool:
+    """Whether ``module`` is an ``nn.ReLU``, or the TorchScript compilation of one (scripted or traced)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return getattr(module, "original_name", None) == "ReLU"
+    return isinstance(module, nn.ReLU)
+
+
 def _hook_sites(layers: dict[str, nn.Module]) -> Sites:
-    """:return: The fallback sites: every ``nn.ReLU`` module, in registration order, its calls concatenated."""
-    relu = tuple(Site(n, n) for n, m in layers.items() if n and isinstance(m, nn.ReLU))
+    """
+    :return: The fallback sites: every ``nn.ReLU`` module (of a TorchScript module too, by its original class
+             name), in registration order, its calls concatenated.
+    """
+    relu = tuple(Site(n, n) for n, m in layers.items() if n and _is_relu_module(m))
     others = tuple(
         f"{type(m).__name__} at {n!r}" for n, m in layers.items() if type(m).__name__.lower() in _OTHER_ACTIVATIONS
     )

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 __all__ = [
+    "OutOfBoundsError",
     "check_array",
+    "check_in_bounds",
     "check_images",
     "check_labels",
     "check_class_indices",
@@ -95,19 +97,37 @@ def check_images(
             "range first (e.g. images.float() / 255)"
         )
     if bounds is not None:
-        lo, hi = float(x.min()), float(x.max())
-        if lo < bounds[0] or hi > bounds[1]:
-            raise ValueError(
-                f"{name} has values in [{lo:g}, {hi:g}], outside the model's bounds [{bounds[0]:g}, {bounds[1]:g}]"
-            )
+        check_in_bounds(x, name, bounds, "the model's bounds")
     return x
+
+
+class OutOfBoundsError(ValueError, AssertionError):
+    """
+    Inputs outside the valid input range: a ``ValueError`` with a message naming the argument and the range, and
+    an ``AssertionError``, which is what foolbox's contract raises for inputs outside a model's bounds (its
+    ``verify_input_bounds``).
+    """
+
+
+def check_in_bounds(x: "np.ndarray | torch.Tensor", name: str, bounds: "tuple[float, float]", what: str) -> None:
+    """
+    :param x: Values.
+    :param name: The argument's name, for the message.
+    :param bounds: ``(min, max)`` the values must lie in.
+    :param what: What the bounds are, for the message (``"the model's bounds"``, ``"clip_values"``).
+    :raises OutOfBoundsError: When a value lies outside ``bounds``.
+    """
+    lo, hi = float(x.min()), float(x.max())
+    if lo < bounds[0] or hi > bounds[1]:
+        raise OutOfBoundsError(f"{name} has values in [{lo:g}, {hi:g}], outside {what} [{bounds[0]:g}, {bounds[1]:g}]")
 
 
 def check_labels(y: Any, n: int, nb_classes: int, name: str = "y") -> np.ndarray:
     """
     Check labels and return them as class indices.
 
-    :param y: Class indices ``(N,)`` or one-hot / score rows ``(N, nb_classes)``; numpy array or torch tensor.
+    :param y: Class indices ``(N,)`` or one-hot / score rows ``(N, nb_classes)``; numpy array, torch tensor, or a
+              list / tuple of them (converted as ``np.asarray`` converts, then checked the same way).
     :param n: Number of samples they must label.
     :param nb_classes: Number of classes of the model.
     :param name: The argument's name, for messages.
@@ -115,12 +135,8 @@ def check_labels(y: Any, n: int, nb_classes: int, name: str = "y") -> np.ndarray
     :raises TypeError: When ``y`` is not an array or tensor of numbers.
     :raises ValueError: When the length, shape, values or range are wrong.
     """
-    if isinstance(y, torch.Tensor):
-        arr = y.detach().cpu().numpy()
-    elif isinstance(y, np.ndarray):
-        arr = y
-    else:
-        raise TypeError(f"{name} must be a numpy array or torch tensor of class indices, got {type(y).__name__}")
+    y = _label_container(y, name)
+    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.bool_):
         raise TypeError(f"{name} must hold class indices (integers), got dtype {arr.dtype}")
     if arr.ndim == 2 and arr.shape[1] == nb_classes:
@@ -141,12 +157,30 @@ def check_labels(y: Any, n: int, nb_classes: int, name: str = "y") -> np.ndarray
     return labels
 
 
+def _label_container(y: Any, name: str) -> "np.ndarray | torch.Tensor":
+    """
+    :return: ``y`` itself for a numpy array or tensor; a list or tuple as ``np.asarray`` converts it.
+    :raises TypeError: For any other container.
+    :raises ValueError: For a ragged list.
+    """
+    if isinstance(y, (np.ndarray, torch.Tensor)):
+        return y
+    if isinstance(y, (list, tuple)):
+        try:
+            return np.asarray(y)
+        except ValueError as err:
+            raise ValueError(f"{name} is a ragged list: one class index (or one-hot row) per sample") from err
+    raise TypeError(
+        f"{name} must be a numpy array, torch tensor or list of class indices, got {type(y).__name__}"
+    )
+
+
 def check_class_indices(y: Any, n: int, nb_classes: int, name: str = "labels") -> np.ndarray:
     """
     Check labels as the attack libraries take them (foolbox, torchattacks): exactly ``(N,)`` integer class
     indices (no one-hot rows, no floats), then :func:`check_labels` (range).
 
-    :param y: The labels, a numpy array or torch tensor.
+    :param y: The labels, a numpy array, torch tensor, or list / tuple of ints.
     :param n: Number of samples they must label.
     :param nb_classes: Number of classes of the model.
     :param name: The argument's name, for messages.
@@ -154,12 +188,11 @@ def check_class_indices(y: Any, n: int, nb_classes: int, name: str = "labels") -
     :raises TypeError: When ``y`` is not an array or tensor of integers.
     :raises ValueError: For a shape other than ``(N,)`` or labels out of range.
     """
+    y = _label_container(y, name)
     if isinstance(y, torch.Tensor):
         integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
-    elif isinstance(y, np.ndarray):
-        integer = np.issubdtype(y.dtype, np.integer)
     else:
-        raise TypeError(f"{name} must be a numpy array or torch tensor of class indices, got {type(y).__name__}")
+        integer = np.issubdtype(y.dtype, np.integer)
     if not integer:
         raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
     if tuple(y.shape) != (n,):

@@ -40,14 +40,17 @@ class DeepFoolMargin(EvasionAttack):
     returned point is checked adversarial as returned, in float32, where :attr:`last_result` reports ``success``;
     ``x`` itself (in float32) where the attack failed. ``y`` is ignored, as by ART's ``DeepFool``. Every field of
     :class:`~art_geometry.DeepFoolSettings` is an attribute listed in ``attack_params``, so ``set_params(...)``
-    works and validates (``AdversarialTrainer`` calls it). Usable wherever ART takes an evasion attack, e.g.
-    ``AdversarialTrainer(classifier, DeepFoolMargin(classifier))`` or
-    ``art.metrics.adversarial_accuracy(classifier, x, y, attack_crafter=DeepFoolMargin(classifier))``.
+    works and validates (``AdversarialTrainer`` calls it); ``norm`` reads as ART's attacks spell it (``2.0``,
+    ``np.inf``). ``minimal`` is ``True`` and can only be set to ``True``: DeepFool is minimal by construction, and
+    ART's ``empirical_robustness`` sets it. Usable wherever ART takes an evasion attack, e.g.
+    ``AdversarialTrainer(classifier, DeepFoolMargin(classifier))``,
+    ``art.metrics.adversarial_accuracy(classifier, x, y, attack_crafter=DeepFoolMargin(classifier))`` or, registered
+    in ``art.metrics.metrics.SUPPORTED_METHODS``, ``empirical_robustness(classifier, x, name)``.
 
     | Paper link: https://arxiv.org/abs/1511.04599
     """
 
-    attack_params = EvasionAttack.attack_params + [*DeepFoolSettings.field_names(), "batch_size", "verbose"]
+    attack_params = EvasionAttack.attack_params + [*DeepFoolSettings.field_names(), "batch_size", "verbose", "minimal"]
     _estimator_requirements = (PyTorchClassifier,)
 
     @legacy_positional(
@@ -82,6 +85,7 @@ class DeepFoolMargin(EvasionAttack):
         settings = DeepFoolSettings.build(settings, options)
         for name in DeepFoolSettings.field_names():
             setattr(self, name, getattr(settings, name))
+        self.minimal = True
         self.batch_size = batch_size
         self.verbose = verbose
         self.last_result: MarginResult | None = None
@@ -114,4 +118,7 @@ class DeepFoolMargin(EvasionAttack):
             raise ValueError("box=True clips into the classifier's clip_values, but this classifier has none")
         check_positive_int(self.batch_size, "batch_size")
         check_bool(self.verbose, "verbose")
+        if check_bool(self.minimal, "minimal") is not True:
+            raise ValueError("minimal=False: DeepFoolMargin finds minimal perturbations by construction (DeepFool)")
         self._settings = settings
+        self.norm = settings.p  # as ART's attacks spell it, whatever spelling was set

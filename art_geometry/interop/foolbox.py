@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 try:
@@ -27,6 +28,21 @@ from art_geometry.core.validation import check_class_indices, check_images, chec
 from art_geometry.interop._common import craft
 
 __all__ = ["DeepFoolMarginAttack"]
+
+
+def _criterion(criterion: Any, device: torch.device) -> Any:
+    """
+    :return: A foolbox criterion or labels tensor as given; numpy or list labels as an int64 tensor on ``device``.
+    :raises TypeError: For ``None`` or another container.
+    """
+    if criterion is None:
+        raise TypeError("labels are required: pass the labels (N,) or foolbox.criteria.Misclassification(labels)")
+    if isinstance(criterion, (np.ndarray, list, tuple)):
+        labels = np.asarray(criterion)
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"labels must hold integer class indices, got dtype {labels.dtype}")
+        return torch.as_tensor(labels, device=device)
+    return criterion
 
 
 class DeepFoolMarginAttack(MinimizationAttack):
@@ -73,12 +89,20 @@ class DeepFoolMarginAttack(MinimizationAttack):
         foolbox's ``MinimizationAttack.__call__``, with the inputs checked first (foolbox asserts on them without
         a message, before :meth:`run`).
 
+        Labels given as a numpy array or a list of ints are taken as a tensor on the inputs' device (foolbox itself
+        needs a tensor of the inputs' framework).
+
         :return: ``(raw, clipped, success)`` as foolbox returns them.
-        :raises TypeError: For integer inputs, or inputs of a dtype the model cannot run on (foolbox evaluates the
-                           model on the inputs as given, without casting).
-        :raises ValueError: For NaN or inf inputs, or inputs outside the model's bounds.
+        :raises TypeError: For integer inputs, inputs of a dtype the model cannot run on (foolbox evaluates the
+                           model on the inputs as given, without casting), or no labels.
+        :raises ValueError: For NaN or inf inputs, an empty ``epsilons``.
+        :raises OutOfBoundsError: For inputs outside the model's bounds (a ``ValueError`` and the
+                                  ``AssertionError`` of foolbox's contract).
         """
         raw = check_images(ep.astensor(inputs).raw, "inputs", bounds=model.bounds, tensor=True)
+        if isinstance(epsilons, Sequence) and len(epsilons) == 0:
+            raise ValueError("epsilons is empty: pass None (the minimal perturbations) or one or more budgets")
+        criterion = _criterion(criterion, raw.device)
         dtype = adapt(model).dtype
         if raw.dtype != dtype:
             try:
@@ -122,6 +146,6 @@ class DeepFoolMarginAttack(MinimizationAttack):
         labels = check_class_indices(criterion_.labels.raw, prep.n, prep.view.nb_classes, "labels")
         prep = replace(prep, labels=labels)
         clip = prep.view.clip_values if self.settings.box else None
-        x_adv, result = craft(prep, self.settings, clip=clip, batch_size=self.batch_size, verbose=False)
-        wrong = torch.from_numpy(~result.correct).to(raw.device).reshape((-1,) + (1,) * (raw.ndim - 1))
-        return restore_type(ep.astensor(torch.where(wrong, raw.detach(), x_adv)))
+        x_adv, _ = craft(prep, self.settings, clip=clip, batch_size=self.batch_size, verbose=False,
+                         keep_misclassified=True)
+        return restore_type(ep.astensor(x_adv))

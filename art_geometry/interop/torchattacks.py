@@ -21,7 +21,7 @@ from art_geometry.core.model import adapt
 from art_geometry.core.positional import legacy_positional
 from art_geometry.core.prepare import prepare
 from art_geometry.core.settings import DeepFoolSettings
-from art_geometry.core.validation import check_class_indices, check_images, check_positive_int
+from art_geometry.core.validation import check_class_indices, check_images, check_in_bounds, check_positive_int
 from art_geometry.interop._common import craft
 
 __all__ = ["TorchattacksDeepFoolMargin"]
@@ -59,7 +59,7 @@ class TorchattacksDeepFoolMargin(Attack):
     batch-norm layers in training mode the samples of a batch are no longer independent and with dropout in
     training mode the model is random: the margins are then those of that model.
 
-    :param model: A ``torch.nn.Module`` returning logits.
+    :param model: A ``torch.nn.Module`` returning logits (anything else is a ``TypeError``).
     :param settings: A :class:`~art_geometry.DeepFoolSettings`, used as given; default: the defaults with
                      ``box=True``.
     :param batch_size: Samples per batch.
@@ -73,6 +73,11 @@ class TorchattacksDeepFoolMargin(Attack):
     def __init__(
         self, model: nn.Module, settings: DeepFoolSettings | None = None, *, batch_size: int = 128, **options: Any
     ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"model must be a torch.nn.Module (torchattacks attacks a module), got {type(model).__name__}; for an "
+                "ART classifier pass classifier.model, or use art_geometry.interop.DeepFoolMargin"
+            )
         super().__init__("DeepFoolMargin", model)
         self.settings = DeepFoolSettings.build(DeepFoolSettings(box=True) if settings is None else settings, options)
         self.batch_size = check_positive_int(batch_size, "batch_size")
@@ -80,13 +85,16 @@ class TorchattacksDeepFoolMargin(Attack):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """
-        :param images: ``(N, C, H, W)`` floating-point tensor in [0, 1]; not modified.
+        :param images: ``(N, C, H, W)`` floating-point tensor in [0, 1] (torchattacks' input range, checked whatever
+                       ``box``); not modified.
         :param labels: ``(N,)`` integer class indices.
         :return: Adversarial images on the attack's device, in the dtype of ``images``.
         :raises TypeError: For numpy or integer images, or non-integer labels.
         :raises ValueError: For NaN or inf images, or labels of the wrong shape or out of range.
+        :raises OutOfBoundsError: For images outside [0, 1] (a ``ValueError``).
         """
         images = check_images(images, "images", tensor=True).detach().to(self.device)
+        check_in_bounds(images, "images", _UNIT_BOX, "torchattacks' input range")
         view = replace(
             adapt(_AttackLogits(self)),
             clip_values=_UNIT_BOX if self.settings.box else None,
@@ -94,6 +102,6 @@ class TorchattacksDeepFoolMargin(Attack):
         )
         prep = prepare(view, images, x_name="images")
         prep = replace(prep, labels=check_class_indices(labels, prep.n, prep.view.nb_classes, "labels"))
-        x_adv, result = craft(prep, self.settings, clip=view.clip_values, batch_size=self.batch_size, verbose=False)
-        wrong = torch.from_numpy(~result.correct).to(images.device).reshape((-1,) + (1,) * (images.ndim - 1))
-        return torch.where(wrong, images, x_adv)
+        x_adv, _ = craft(prep, self.settings, clip=view.clip_values, batch_size=self.batch_size, verbose=False,
+                         keep_misclassified=True)
+        return x_adv

@@ -7,6 +7,7 @@ import math
 import torch
 
 from art_geometry.core.model import ModelView
+from art_geometry.core.validation import check_in_bounds
 from art_geometry.margins.boundary import _boundary_stage
 from art_geometry.margins.deepfool import _deepfool, _restart_noise, _start
 from art_geometry.margins.gap import _gap, _gap_of
@@ -31,7 +32,11 @@ def _margins_rows(
                    gradients, taken at ``x0`` where every subspace starts, are computed once per sample and shared
                    by its rows (the projection onto each row's subspace comes after). Same result as without.
     :return: ``margins, success, iterations, predictions, perturbations`` as tensors.
+    :raises OutOfBoundsError: With ``box``, for samples outside the box (their margins would exceed their distance to
+                              it).
     """
+    if plan.box is not None:
+        check_in_bounds(x0, "x", plan.box, "clip_values (box=True measures inside them)")
     distinct, index = source if source is not None else (x0, None)
     logits, pred, others, first = _start(view, distinct, plan.candidates)
     if index is not None:

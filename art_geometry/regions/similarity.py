@@ -13,19 +13,27 @@ from art_geometry.core.positional import legacy_positional
 from art_geometry.regions.results import SimilarityResult
 
 
+def _is_linear(module: nn.Module) -> bool:
+    """Whether ``module`` is an ``nn.Linear``, or the TorchScript compilation of one."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return getattr(module, "original_name", None) == "Linear"
+    return isinstance(module, nn.Linear)
+
+
 @legacy_positional("layer", after=1)
 def final_layer_similarity(classifier: Any, *, layer: "str | None" = None) -> SimilarityResult:
     """
     Cosine similarity between the class rows of the last linear layer,
     ``S_ij = w_i . w_j / (||w_i||_2 ||w_j||_2)``, and its mean off-diagonal value (PRS paper, Fig. 7-8).
 
-    :param classifier: The classifier (no data needed: the rows are read from the weights).
+    :param classifier: The classifier (no data needed: the rows are read from the weights); a TorchScript module
+                       (scripted or traced) too, its linear layers found by their original class name.
     :param layer: Name of an ``nn.Linear`` module; default the last one.
     :return: The similarity matrix and its mean off-diagonal entry.
     :raises ValueError: When ``layer`` is not an ``nn.Linear`` module of the model.
     """
     layers = dict(module_of(classifier).named_modules())
-    linear = [n for n, m in layers.items() if isinstance(m, nn.Linear)]
+    linear = [n for n, m in layers.items() if _is_linear(m)]
     name = layer if layer is not None else (linear[-1] if linear else None)
     if name not in linear:
         raise ValueError(

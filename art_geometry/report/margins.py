@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_geometry.bounds import margin_bounds
+from art_geometry.bounds import UnsupportedModelError, margin_bounds
 from art_geometry.core.model import model_view
 from art_geometry.core.results import jsonable
 from art_geometry.core.settings import AttackSettings, DeepFoolSettings
@@ -114,11 +114,16 @@ class MarginsSection(Section):
                     entry["gallery"] = _gallery(clf, x, res, self.gallery_samples)
                 entry[key] = {**res.to_dict(), "perturbations": None}
                 entry[key]["dtypes"].pop("perturbations", None)
-                bracket = margin_bounds(
-                    clf, x, y, norm=p, method=self.bounds_method, deepfool=DeepFoolSettings(norm=p, seed=ctx.seed),
-                    batch_size=ctx.batch_size, verbose=ctx.verbose,
-                )
-                entry[f"{key}_bracket"] = bracket.to_dict()
+                try:
+                    bracket = margin_bounds(
+                        clf, x, y, norm=p, method=self.bounds_method,
+                        deepfool=DeepFoolSettings(norm=p, seed=ctx.seed), batch_size=ctx.batch_size,
+                        verbose=ctx.verbose,
+                    )
+                except UnsupportedModelError as err:  # shown as a note: the margins stand without their bracket
+                    entry[f"{key}_bracket"] = {"skipped": str(err)}
+                else:
+                    entry[f"{key}_bracket"] = bracket.to_dict()
             entry["robustness"] = robust_accuracy(
                 clf, x, y, settings=attack, batch_size=ctx.batch_size, verbose=ctx.verbose
             ).to_dict()
@@ -153,14 +158,16 @@ class MarginsSection(Section):
                     f"{name}: L2 margin along DCT blocks {d['block_size']}x{d['block_size']} "
                     f"(stride {d['stride']}), low to high frequency", fontsize=9)
                 figures.append(figure_html(fig, f"{name} DCT subspace margins"))
-            rows = []
+            rows, notes = [], []
             for key, label in (("l2", "L2"), ("linf", "L-inf")):
-                s, b = m[key]["summary"], m[f"{key}_bracket"]["summary"]
+                s, b = m[key]["summary"], _bracket_summary(m[f"{key}_bracket"])
                 rows.append([
                     label, s["median"], s["correct"]["median"], s["incorrect"]["median"], s["correct"]["n"],
                     s["incorrect"]["n"], s["n_failed"], b["lower_median"], b["ratio_median"],
                 ])
-            models.append({"name": name, "rows": rows, "figures": figures})
+                if "skipped" in m[f"{key}_bracket"]:
+                    notes.append(f"{label} bracket skipped: {m[f'{key}_bracket']['skipped']}")
+            models.append({"name": name, "rows": rows, "figures": figures, "notes": notes})
         return render("margins.html.j2", models=models, bounds_method=self.bounds_method)
 
     def metrics(self, data: dict[str, Any]) -> dict[str, list[Metric]]:
@@ -181,7 +188,7 @@ class MarginsSection(Section):
                            samples, f"median over the successful samples of the {label} DeepFool distance to "
                            "the boundary (an upper bound of the true distance)"),
                     Metric(f"margin_{key}_lower_median", f"median certified {label} lower bound",
-                           _number(m[f"{key}_bracket"]["summary"]["lower_median"]), samples,
+                           _number(_bracket_summary(m[f"{key}_bracket"])["lower_median"]), samples,
                            f"median of a certified lower bound of the {label} distance ({self.bounds_method} "
                            "method of margin_bounds): no adversarial point lies closer"),
                 ]
@@ -247,6 +254,11 @@ class MarginsSection(Section):
 def _attack_of(robustness: dict[str, Any]) -> AttackSettings:
     """:return: The attack settings recorded in a robustness result dict (its ``params`` less the batch size)."""
     return AttackSettings.from_dict({k: robustness["params"][k] for k in AttackSettings.field_names()})
+
+
+def _bracket_summary(bracket: dict[str, Any]) -> dict[str, Any]:
+    """:return: A bracket's summary; for one skipped (a model the bounds cannot read) no lower bound and no ratio."""
+    return {"lower_median": "nan", "ratio_median": "nan"} if "skipped" in bracket else bracket["summary"]
 
 
 def _number(value: Any) -> float | None:

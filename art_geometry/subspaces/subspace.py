@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -43,15 +43,21 @@ class Subspace(abc.ABC):
     def _project(self, v: torch.Tensor) -> torch.Tensor:
         """Project a checked batch ``(B, *shape)``."""
 
-    def project(self, v: torch.Tensor) -> torch.Tensor:
+    def project(self, v: "torch.Tensor | np.ndarray") -> "torch.Tensor | np.ndarray":
         """
         Orthogonal projection ``P_S v`` of a batch, computed in floating point: an integer or bool ``v`` is promoted
         to float32 (the projection of integers is not integer), a floating ``v`` keeps its dtype.
 
-        :param v: Tensor ``(B, *shape)``, any device and dtype.
-        :return: A new tensor of the same shape and device, of ``v``'s dtype when floating, else float32.
+        :param v: Tensor ``(B, *shape)``, any device and dtype, or a numpy array (any strides; returned as numpy).
+        :return: A new tensor of the same shape and device (a new numpy array for a numpy ``v``), of ``v``'s dtype
+                 when floating, else float32.
+        :raises TypeError: For anything but a tensor or a numpy array of real numbers.
         :raises ValueError: When the samples do not have the subspace's shape.
         """
+        if isinstance(v, np.ndarray):
+            return self.project(torch.from_numpy(np.array(check_array(v, "v"), copy=True))).numpy()
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"v must be a torch.Tensor or numpy array of samples, got {type(v).__name__}")
         if tuple(v.shape[1:]) != self.shape:
             raise ValueError(
                 f"subspace {self.name!r} lives in samples of shape {self.shape}, got a batch of shape {tuple(v.shape)}"
@@ -212,8 +218,20 @@ def _floating(v: torch.Tensor) -> torch.Tensor:
     return v if v.is_floating_point() or v.is_complex() else v.to(torch.float32)
 
 
+def _shape(shape: Any, name: str) -> tuple[int, ...]:
+    """:return: ``shape`` as a tuple of ints; :raises ValueError: naming ``name`` for anything but positive integers."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or not dims or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1
+                                       for s in dims):
+        raise ValueError(f"{name} must be a sequence of positive integers such as (1, 28, 28), got {shape!r}")
+    return tuple(int(s) for s in dims)
+
+
 def _image_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    shape = tuple(int(s) for s in shape)
+    shape = _shape(shape, "image_shape")
     if len(shape) < 2 or min(shape) < 1:
         raise ValueError(f"an image shape is (C, H, W) or (H, W), got {shape}")
     return shape
@@ -242,7 +260,9 @@ def dct_subspaces(image_shape: Sequence[int], block_size: int = 8, stride: int =
 
 
 def _as_matrix(vectors: "np.ndarray | torch.Tensor") -> torch.Tensor:
-    t = torch.as_tensor(vectors).detach().to(torch.float64)
+    """:return: The vectors as float64 rows ``(N_vec, D)``, copied (a numpy array of any strides)."""
+    t = torch.as_tensor(np.array(vectors, dtype=np.float64)) if isinstance(vectors, np.ndarray) else vectors
+    t = t.detach().to(torch.float64)
     return t.reshape(t.shape[0], -1)
 
 
@@ -268,7 +288,7 @@ def random_subspace(shape: Sequence[int], dim: int, seed: int = 0) -> BasisSubsp
     :param seed: Seed of the Gaussian draw.
     :return: The subspace.
     """
-    shape = tuple(int(s) for s in shape)
+    shape = _shape(shape, "shape")
     d = math.prod(shape)
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= d:
         raise ValueError(f"dim must be an integer in [1, {d}], got {dim!r}")

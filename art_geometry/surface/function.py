@@ -1,4 +1,4 @@
-"""The decision function ``L(x) = Z_t(x) - max_{i != t} Z_i(x)`` (Yu et al., ICLR 2019 submission, Sec. 4), per sample."""
+"""The decision function ``L(x) = Z_t(x) - max_{i != t} Z_i(x)`` per sample (Yu et al., ICLR 2019 sub., Sec. 4)."""
 
 from __future__ import annotations
 

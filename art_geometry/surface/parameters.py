@@ -105,6 +105,7 @@ def parameter_loss_surface(
     :param verbose: Show a progress bar over the grid.
     :return: A :class:`ParameterSurfaceResult`.
     :raises ValueError: When ``y`` is missing.
+    :raises TypeError: For a TorchScript module (``functional_call`` cannot swap its weights).
     """
     span, resolution = _check_grid(span, resolution)
     seed = resolve_seed(check_seed(seed))
@@ -112,6 +113,11 @@ def parameter_loss_surface(
     verbose = check_bool(verbose, "verbose")
     prep = prepare(classifier, x, y, require_labels=True)
     view, n = prep.view, prep.n
+    if isinstance(view.module, torch.jit.ScriptModule):
+        raise TypeError(
+            "the model is a TorchScript module, whose weights torch.func.functional_call cannot swap for the "
+            "perturbed ones of the parameter surface: pass the Python nn.Module"
+        )
     coords = _grid(span, resolution)
     loss = torch.empty(resolution, resolution, dtype=torch.float64)
     accuracy = torch.empty_like(loss)

@@ -63,8 +63,14 @@ def transitions(before: np.ndarray, after: np.ndarray) -> dict[str, int]:
     :param before: ``(N,)`` correctness at the earlier epoch.
     :param after: ``(N,)`` correctness at the later epoch (same samples).
     :return: ``{"correct->correct", "correct->incorrect", "incorrect->correct", "incorrect->incorrect"}`` counts.
+    :raises ValueError: When the two are not 1-D arrays of the same length (the same samples).
     """
     b, a = np.asarray(before, dtype=bool), np.asarray(after, dtype=bool)
+    if b.ndim != 1 or b.shape != a.shape:
+        raise ValueError(
+            f"before and after must be the correctness of the same samples, 1-D and of one length; got shapes "
+            f"{b.shape} and {a.shape}"
+        )
     return {
         "correct->correct": int((b & a).sum()),
         "correct->incorrect": int((b & ~a).sum()),
@@ -330,10 +336,13 @@ class GeometryTracker:
         """
         :param path: A file written by :meth:`to_json`.
         :return: The history dict (what ``tracker.history`` was).
-        :raises ValueError: When the file is not a tracker history.
+        :raises ValueError: When the file is not JSON or not a tracker history.
         """
         with open(path, encoding="utf-8") as f:
-            history = json.load(f)
+            try:
+                history = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is not a GeometryTracker history: not valid JSON ({err})") from err
         if not isinstance(history, dict) or not {"config", "epochs", "transitions"} <= set(history):
             raise ValueError(f"{path} is not a GeometryTracker history (keys config, epochs, transitions)")
         return history

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ from art_geometry.core.modes import restoring
 from art_geometry.core.norms import L1, L2, LINF, Norm
 from art_geometry.core.prepare import prepare
 from art_geometry.core.results import ResultMixin, describe
-from art_geometry.core.rng import generator, seeded
+from art_geometry.core.rng import generator, resolve_seed, seeded
 from art_geometry.core.validation import (
     check_array,
     check_bool,
@@ -58,6 +59,7 @@ from art_geometry.core.validation import (
     check_labels,
     check_number,
     check_positive_int,
+    check_seed,
 )
 
 __all__ = ["JacobianRegularizedTrainer", "TrainingHistory", "TrainingCallback"]
@@ -124,7 +126,14 @@ class TrainingHistory(ResultMixin):
         :param params: The trainer's settings.
         :param n_samples: Training samples per epoch.
         :return: The history.
+        :raises ValueError: When a record lacks one of the keys.
         """
+        for i, record in enumerate(records):
+            missing = [k for k in HISTORY_KEYS if k not in record]
+            if missing:
+                raise ValueError(
+                    f"records[{i}] lacks {', '.join(missing)} (every epoch needs {', '.join(HISTORY_KEYS)})"
+                )
         cols = {k: np.array([r[k] for r in records], dtype=np.float64) for k in HISTORY_KEYS}
         return cls(**cols, params=dict(params), n_samples=int(n_samples))
 
@@ -287,7 +296,7 @@ class JacobianRegularizedTrainer(Trainer):
         validation_data: "tuple[np.ndarray, np.ndarray] | None" = None,
         callbacks: "Iterable[Any] | None" = None,
         scheduler: Any = None,
-        seed: int = 0,
+        seed: "int | None" = 0,
         verbose: bool = True,
     ) -> TrainingHistory:
         """
@@ -308,10 +317,12 @@ class JacobianRegularizedTrainer(Trainer):
         :param scheduler: A ``torch.optim.lr_scheduler.LRScheduler`` on the classifier's optimizer, stepped once
                           per epoch; ``ReduceLROnPlateau`` steps on the validation loss (the training loss without
                           validation data).
-        :param seed: Seed of the shuffling, of the random projections and of the model's own draws (dropout).
+        :param seed: Seed of the shuffling, of the random projections and of the model's own draws (dropout);
+                     ``None`` draws one from fresh entropy. The seed used is in ``history.params["seed"]``.
         :param verbose: Show a tqdm progress bar.
         :return: The per-epoch history (also kept as ``self.history``).
         """
+        seed, callbacks = _check_run(seed, callbacks)
         view = self.view
         prep = prepare(view, x, y, require_labels=True)
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -336,7 +347,7 @@ class JacobianRegularizedTrainer(Trainer):
         validation_data: "tuple[np.ndarray, np.ndarray] | None" = None,
         callbacks: "Iterable[Any] | None" = None,
         scheduler: Any = None,
-        seed: int = 0,
+        seed: "int | None" = 0,
         verbose: bool = True,
     ) -> TrainingHistory:
         """
@@ -354,6 +365,7 @@ class JacobianRegularizedTrainer(Trainer):
         :param verbose: Show a tqdm progress bar.
         :return: The per-epoch history.
         """
+        seed, callbacks = _check_run(seed, callbacks)
         if getattr(generator, "size", None) is None or not hasattr(generator, "get_batch"):
             raise ValueError("generator must be an ART DataGenerator with a known size")
         view = self.view
@@ -379,18 +391,18 @@ class JacobianRegularizedTrainer(Trainer):
         n_samples: int,
         nb_epochs: int,
         validation_data: "tuple[np.ndarray, np.ndarray] | None",
-        callbacks: "Iterable[Any] | None",
+        callbacks: list[Any],
         scheduler: Any,
         seed: int,
         verbose: bool,
     ) -> TrainingHistory:
         nb_epochs = check_positive_int(nb_epochs, "nb_epochs")
         scheduler = _check_scheduler(scheduler, self.optimizer)
-        callbacks = list(callbacks or [])
         val = self._validation_tensors(validation_data)
         self._proj_gen = generator(seed + 1, self.view.device)
         records: list[dict[str, float]] = []
-        self.history = TrainingHistory.from_records(records, self.params, n_samples)
+        params = {**self.params, "seed": seed}
+        self.history = TrainingHistory.from_records(records, params, n_samples)
         module = self.view.module
         bar = tqdm(total=nb_epochs * nb_batches, disable=not verbose, desc="Jacobian training", unit="batch")
         try:
@@ -402,7 +414,7 @@ class JacobianRegularizedTrainer(Trainer):
                     logs.update(self._validate(val))
                     self._step_scheduler(scheduler, logs)
                     records.append({"epoch": epoch, **logs})
-                    self.history = TrainingHistory.from_records(records, self.params, n_samples)
+                    self.history = TrainingHistory.from_records(records, params, n_samples)
                     bar.set_postfix(loss=f"{logs['loss']:.4f}", acc=f"{logs['accuracy']:.3f}")
                     _call(callbacks, "on_epoch_end", epoch, self, dict(records[-1]))
                 _call(callbacks, "on_train_end", self)
@@ -468,6 +480,21 @@ class JacobianRegularizedTrainer(Trainer):
             scheduler.step(metric)
         else:
             scheduler.step()
+
+
+def _check_run(seed: Any, callbacks: Any) -> tuple[int, list[Any]]:
+    """
+    :return: The seed (``None``: drawn from fresh entropy, recorded in the history's ``params``) and the callbacks
+             as a list.
+    :raises ValueError: For a seed that is not ``None`` or a non-negative integer.
+    :raises TypeError: For callbacks that are not an iterable of objects (``callbacks=[tracker]``).
+    """
+    seed = resolve_seed(check_seed(seed, "seed"))
+    if callbacks is None:
+        return seed, []
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise TypeError(f"callbacks must be a list of callback objects, e.g. callbacks=[tracker]; got {callbacks!r}")
+    return seed, list(callbacks)
 
 
 def _call(callbacks: list[Any], name: str, *args: Any) -> None:
