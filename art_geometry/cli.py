@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 import warnings
 import zipfile
@@ -177,10 +178,23 @@ def _load_weights(model: torch.nn.Module, spec: str, weights: str) -> None:
         raise ValueError(f"--weights {weights!r} does not fit --model {spec!r}: {_brief(err, 300)}") from err
 
 
+def _import_from_here(module_name: str) -> Any:
+    """:return: The module, imported with the current folder first on the path (as ``python -m`` imports)."""
+    here = os.getcwd()
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if added:
+            sys.path.remove(here)
+
+
 def load_model(spec: str, weights: "str | None" = None) -> torch.nn.Module:
     """
     :param spec: A TorchScript file (``model.pt``), or ``package.module:factory`` (a callable returning an
-                 ``nn.Module``).
+                 ``nn.Module``), imported with the current folder on the path.
     :param weights: A ``state_dict`` file for a factory model.
     :return: The model in eval mode.
     :raises ValueError: When the spec names nothing loadable (no such file, not a TorchScript file, a factory that
@@ -190,7 +204,7 @@ def load_model(spec: str, weights: "str | None" = None) -> torch.nn.Module:
     if _is_factory(spec):
         module_name, _, factory = spec.partition(":")
         try:
-            make = getattr(importlib.import_module(module_name), factory)
+            make = getattr(_import_from_here(module_name), factory)
         except Exception as err:
             hint = " (is its folder on PYTHONPATH?)" if isinstance(err, ModuleNotFoundError) else ""
             raise ValueError(
@@ -210,7 +224,9 @@ def load_model(spec: str, weights: "str | None" = None) -> torch.nn.Module:
         if weights is not None:
             raise ValueError(f"--weights {weights!r}: only a module:factory model takes weights, {spec!r} is a file")
         try:
-            model = torch.jit.load(spec, map_location="cpu")
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript: the user's file, not their call
+                warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated", category=DeprecationWarning)
+                model = torch.jit.load(spec, map_location="cpu")
         except (RuntimeError, ValueError, OSError) as err:
             raise ValueError(
                 f"--model {spec!r} is not a TorchScript file; for a state_dict saved with torch.save, "
