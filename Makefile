@@ -33,11 +33,12 @@ demo: venv data
 test: venv data chromium
 	$(PY) -m pytest -q tests
 
-# The documentation site (mkdocs + mkdocstrings API reference); --strict: a broken link or a docstring that does not
-# render fails the build.
+# The documentation site (mkdocs-material + mkdocstrings API reference); --strict: a broken link, a docstring that
+# does not render or a Sphinx role whose target no page renders fails the build; then no page may show a raw role.
 docs: venv
 	$(PIP) install -q -c constraints.txt -e ".[docs]"
-	$(VENV)/bin/mkdocs build --strict -q
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
+	$(PY) docs_support/check_site.py site
 
 bench: venv data
 	$(PY) benchmarks/bench_prs.py

@@ -35,9 +35,9 @@ class InputGradient(NamedTuple):
     """
     One batch of gradients.
 
-    :param batch: The batch (``sl`` its positions in the data, ``x`` its inputs on the device, ``y`` its labels).
-    :param grad: ``(B, *sample_shape)`` ``grad_x J`` per sample, detached, in the model's dtype.
-    :param values: ``(B,)`` ``J`` per sample, detached.
+    :ivar batch: The batch (``sl`` its positions in the data, ``x`` its inputs on the device, ``y`` its labels).
+    :ivar grad: ``(B, *sample_shape)`` ``grad_x J`` per sample, detached, in the model's dtype.
+    :ivar values: ``(B,)`` ``J`` per sample, detached.
     """
 
     batch: Batch
