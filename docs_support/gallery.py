@@ -44,8 +44,7 @@ def _summary(script: Path) -> tuple[str, str]:
     return " ".join(first.split()), rest
 
 
-def _page(script: Path, out: Path, figures: list[str]) -> str:
-    title, rest = _summary(script)
+def _page(script: Path, out: Path, figures: list[str], title: str, rest: str) -> str:
     numbers = next(out.glob("*.json"), None)
     lines = [f"# {script.stem}", "", title, "", f"`python examples/{script.name} --quick` (run while this site was "
              "built; the full runs behind [the results](../results.md) use the settings in the script's docstring)", ""]
@@ -73,8 +72,10 @@ def on_files(files: Files, config: Any) -> Files:
         figures = sorted(p.name for p in out.glob("*.png"))
         for name in figures:
             files.append(File.generated(config, f"gallery/{name}", abs_src_path=str(out / name)))
-        files.append(File.generated(config, f"gallery/{script.stem}.md", content=_page(script, out, figures)))
-        index.append(f"| [{script.stem}]({script.stem}.md) | {_summary(script)[0]} |")
+        title, rest = _summary(script)
+        files.append(File.generated(config, f"gallery/{script.stem}.md",
+                                    content=_page(script, out, figures, title, rest)))
+        index.append(f"| [{script.stem}]({script.stem}.md) | {title} |")
     files.append(File.generated(config, "gallery/index.md", content="\n".join(index) + "\n"))
     results = (EXAMPLES / "RESULTS.md").read_text(encoding="utf-8")
     files.append(File.generated(config, "results.md", content=results))

@@ -32,7 +32,7 @@ from torch import nn
 
 from art_geometry.core.modes import restoring
 
-__all__ = ["Site", "Sites", "RELU_CALLS", "find_sites"]
+__all__ = ["Site", "Sites", "RELU_CALLS", "find_sites", "is_module_of"]
 
 #: The ReLU callables as ``torch.fx`` records them (``call_function`` targets) and as a ``TorchFunctionMode`` sees
 #: them (``F.relu_`` is ``torch.relu_``; ``Tensor.relu`` is the method descriptor).
@@ -138,11 +138,14 @@ def _traced_sites(graph: torch.fx.Graph, layers: dict[str, nn.Module]) -> Sites:
     return Sites(tuple(sites), tuple(others), True, calls)
 
 
-def _is_relu_module(module: nn.Module) -> bool:
-    """Whether ``module`` is an ``nn.ReLU``, or the TorchScript compilation of one (scripted or traced)."""
+def is_module_of(module: nn.Module, kind: type[nn.Module]) -> bool:
+    """
+    :return: Whether ``module`` is a ``kind``, or the TorchScript compilation of one (scripted or traced: its
+             submodules are ``ScriptModule`` s that keep the class name as ``original_name``).
+    """
     if isinstance(module, torch.jit.ScriptModule):
-        return getattr(module, "original_name", None) == "ReLU"
-    return isinstance(module, nn.ReLU)
+        return getattr(module, "original_name", None) == kind.__name__
+    return isinstance(module, kind)
 
 
 def _hook_sites(layers: dict[str, nn.Module]) -> Sites:
@@ -150,7 +153,7 @@ def _hook_sites(layers: dict[str, nn.Module]) -> Sites:
     :return: The fallback sites: every ``nn.ReLU`` module (of a TorchScript module too, by its original class
              name), in registration order, its calls concatenated.
     """
-    relu = tuple(Site(n, n) for n, m in layers.items() if n and _is_relu_module(m))
+    relu = tuple(Site(n, n) for n, m in layers.items() if n and is_module_of(m, nn.ReLU))
     others = tuple(
         f"{type(m).__name__} at {n!r}" for n, m in layers.items() if type(m).__name__.lower() in _OTHER_ACTIVATIONS
     )

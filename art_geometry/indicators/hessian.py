@@ -15,10 +15,10 @@ from art_geometry.core.decision import decision_labels
 from art_geometry.core.prepare import Prepared, prepare
 from art_geometry.core.rng import generator, resolve_seed
 from art_geometry.core.settings import HessianSettings
-from art_geometry.core.validation import check_bool, check_positive_int
+from art_geometry.core.validation import check_positive_int
 from art_geometry.indicators.eigen import FULL_SPECTRUM_MAX_DIM, _full_spectrum, _InputHessian, _lanczos
 from art_geometry.indicators.results import HessianResult
-from art_geometry.sweep.loop import Chunk, SweepOptions, chunk_seed, shared_seed, stack, sweep
+from art_geometry.sweep.loop import Chunk, chunk_seed, shared_seed, stack, sweep, sweep_keywords
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,8 @@ def hessian_eigenvalues(
     :return: A :class:`HessianResult`; ``params`` holds the settings used (the seed drawn for ``seed=None``).
     """
     settings = HessianSettings.build(settings, options)
-    run = _Run.of(settings, check_positive_int(batch_size, "batch_size"), check_bool(verbose, "verbose"))
-    sweep_options = SweepOptions.build(checkpoint, chunk_size)
+    batch_size, verbose, sweep_options = sweep_keywords(batch_size, verbose, checkpoint, chunk_size)
+    run = _Run.of(settings, batch_size, verbose)
     prep = prepare(classifier, x, y, stream=True, batch_size=run.batch_size)
     key = "hessian_eigenvalues"
     run = replace(run, seed=shared_seed(settings.seed, sweep_options, key, run.seed))

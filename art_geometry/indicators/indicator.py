@@ -15,11 +15,11 @@ from art_geometry.core.norms import Norm
 from art_geometry.core.prepare import Prepared, prepare
 from art_geometry.core.rng import generator
 from art_geometry.core.settings import HessianSettings
-from art_geometry.core.validation import check_bool, check_number, check_positive_int
+from art_geometry.core.validation import check_number
 from art_geometry.indicators.eigen import _InputHessian, _lanczos
 from art_geometry.indicators.hessian import _check_k, _Run
 from art_geometry.indicators.results import IndicatorResult
-from art_geometry.sweep.loop import Chunk, SweepOptions, chunk_seed, shared_seed, stack, sweep
+from art_geometry.sweep.loop import Chunk, chunk_seed, shared_seed, stack, sweep, sweep_keywords
 
 
 def robustness_indicator(
@@ -76,8 +76,8 @@ def robustness_indicator(
     if settings.of != "decision" or settings.full:
         raise ValueError("robustness_indicator bounds the decision function: its settings need of='decision', "
                          "full=False")
-    run = _Run.of(settings, check_positive_int(batch_size, "batch_size"), check_bool(verbose, "verbose"))
-    sweep_options = SweepOptions.build(checkpoint, chunk_size)
+    batch_size, verbose, sweep_options = sweep_keywords(batch_size, verbose, checkpoint, chunk_size)
+    run = _Run.of(settings, batch_size, verbose)
     batch_size = run.batch_size
     prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
     key = "robustness_indicator"

@@ -11,9 +11,9 @@ import torch
 from art_geometry.core.decision import decision_labels, decision_values
 from art_geometry.core.gradients import input_gradients
 from art_geometry.core.prepare import Prepared, prepare
-from art_geometry.core.validation import check_bool, check_number, check_positive_int
+from art_geometry.core.validation import check_number
 from art_geometry.indicators.results import JacobianResult
-from art_geometry.sweep.loop import Chunk, SweepOptions, stack, sweep
+from art_geometry.sweep.loop import Chunk, stack, sweep, sweep_keywords
 
 
 def _decision_objective(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -50,9 +50,7 @@ def jacobian_stats(
     :return: A :class:`JacobianResult`.
     """
     threshold = check_number(threshold, "threshold", minimum=0.0)
-    batch_size = check_positive_int(batch_size, "batch_size")
-    verbose = check_bool(verbose, "verbose")
-    options = SweepOptions.build(checkpoint, chunk_size)
+    batch_size, verbose, options = sweep_keywords(batch_size, verbose, checkpoint, chunk_size)
     prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
     view, shape = prep.view, prep.sample_shape
 

@@ -61,8 +61,9 @@ def craft(
              whatever the input dtype) and a new tensor of the input's dtype and device for a tensor. It holds
              ``x + r`` where ``result.success``, evaluated by the model exactly as returned and adversarial by more
              than float noise (:data:`_SAFE_ULPS`; moved outwards by at most 1% where rounding to that dtype,
-             clipping or the noise made it clean), and ``x`` elsewhere. ``result`` is the :func:`~art_geometry.margins.deepfool_margins` result, with ``success``
-             cleared (margin ``inf``, zero perturbation) for a point that no such move kept adversarial.
+             clipping or the noise made it clean), and ``x`` elsewhere. ``result`` is the
+             :func:`~art_geometry.margins.deepfool_margins` result, with ``success`` cleared (margin ``inf``, zero
+             perturbation) for a point that no such move kept adversarial.
     """
     result = _margins(prep, settings, None, True, batch_size, verbose)
     view = prep.view

@@ -15,12 +15,12 @@ from art_geometry.core.norms import Norm
 from art_geometry.core.positional import legacy_positional
 from art_geometry.core.prepare import Prepared, prepare
 from art_geometry.core.settings import DeepFoolSettings
-from art_geometry.core.validation import check_bool, check_positive_int
+from art_geometry.core.validation import check_bool
 from art_geometry.margins.pipeline import _margins_rows
 from art_geometry.margins.plan import _BATCH, _batch_size_for, _Plan
 from art_geometry.margins.results import MarginResult
 from art_geometry.subspaces import Subspace, SubspaceStack
-from art_geometry.sweep.loop import Chunk, SweepOptions, shared_seed, sweep
+from art_geometry.sweep.loop import Chunk, SweepOptions, shared_seed, sweep, sweep_keywords
 from art_geometry.sweep.loop import stack as stack_chunks
 
 
@@ -136,14 +136,11 @@ def deepfool_margins(
     :return: A :class:`MarginResult`; ``params`` holds the settings used (with the seed drawn for ``seed=None``).
     """
     settings = DeepFoolSettings.build(settings, options)
-    if batch_size is not None:
-        batch_size = check_positive_int(batch_size, "batch_size")
+    batch_size, verbose, sweep_options = sweep_keywords(batch_size, verbose, checkpoint, chunk_size,
+                                                        chosen_batch=True)
     return_perturbations = check_bool(return_perturbations, "return_perturbations")
-    sweep_options = SweepOptions.build(checkpoint, chunk_size)
     prep = prepare(classifier, x, y, stream=True, **({} if batch_size is None else {"batch_size": batch_size}))
-    return _margins(
-        prep, settings, subspace, return_perturbations, batch_size, check_bool(verbose, "verbose"), sweep_options
-    )
+    return _margins(prep, settings, subspace, return_perturbations, batch_size, verbose, sweep_options)
 
 
 def _is_norm(value: Any) -> bool:

@@ -14,12 +14,11 @@ from art_geometry.core.batching import batches
 from art_geometry.core.positional import legacy_positional
 from art_geometry.core.prepare import Prepared, prepare
 from art_geometry.core.settings import DeepFoolSettings
-from art_geometry.core.validation import check_bool, check_positive_int
 from art_geometry.margins.pipeline import _margins_rows
 from art_geometry.margins.plan import _SUBSPACE_BATCH, _batch_size_for, _Plan
 from art_geometry.margins.results import SubspaceMarginResult
 from art_geometry.subspaces import Subspace, SubspaceStack
-from art_geometry.sweep.loop import Chunk, SweepOptions, shared_seed, sweep
+from art_geometry.sweep.loop import Chunk, shared_seed, sweep, sweep_keywords
 from art_geometry.sweep.loop import stack as stack_chunks
 
 
@@ -67,10 +66,8 @@ def subspace_margins(
     :return: A :class:`SubspaceMarginResult`; results equal :func:`deepfool_margins` with ``subspace=`` each one.
     """
     settings = DeepFoolSettings.build(settings, options)
-    if batch_size is not None:
-        batch_size = check_positive_int(batch_size, "batch_size")
-    verbose = check_bool(verbose, "verbose")
-    sweep_options = SweepOptions.build(checkpoint, chunk_size)
+    batch_size, verbose, sweep_options = sweep_keywords(batch_size, verbose, checkpoint, chunk_size,
+                                                        chosen_batch=True)
     if isinstance(subspaces, Subspace):
         subspaces = [subspaces]
     prep = prepare(classifier, x, y, stream=True, **({} if batch_size is None else {"batch_size": batch_size}))

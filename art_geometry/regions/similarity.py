@@ -10,14 +10,8 @@ from torch import nn
 
 from art_geometry.core.model import module_of
 from art_geometry.core.positional import legacy_positional
+from art_geometry.core.sites import is_module_of
 from art_geometry.regions.results import SimilarityResult
-
-
-def _is_linear(module: nn.Module) -> bool:
-    """Whether ``module`` is an ``nn.Linear``, or the TorchScript compilation of one."""
-    if isinstance(module, torch.jit.ScriptModule):
-        return getattr(module, "original_name", None) == "Linear"
-    return isinstance(module, nn.Linear)
 
 
 @legacy_positional("layer", after=1)
@@ -33,7 +27,7 @@ def final_layer_similarity(classifier: Any, *, layer: "str | None" = None) -> Si
     :raises ValueError: When ``layer`` is not an ``nn.Linear`` module of the model.
     """
     layers = dict(module_of(classifier).named_modules())
-    linear = [n for n, m in layers.items() if _is_linear(m)]
+    linear = [n for n, m in layers.items() if is_module_of(m, nn.Linear)]
     name = layer if layer is not None else (linear[-1] if linear else None)
     if name not in linear:
         raise ValueError(

@@ -53,7 +53,7 @@ from art_geometry.robustness.results import (
     ZeroGradientResult,
 )
 from art_geometry.sweep.distributed import world
-from art_geometry.sweep.loop import Chunk, SweepOptions, chunk_seed, shared_seed, stack, sweep
+from art_geometry.sweep.loop import Chunk, SweepOptions, chunk_seed, shared_seed, stack, sweep, sweep_keywords
 
 __all__ = ["robust_accuracy", "robustness_curve", "inclusion_robustness", "zero_gradient_analysis"]
 
@@ -212,10 +212,8 @@ def robust_accuracy(
                         eps, a norm the attack does not support, ...), a targeted attack instance, or bad inputs.
     """
     spec = resolve_attack(attack, settings, options)
-    batch_size = check_positive_int(batch_size, "batch_size")
-    verbose = check_bool(verbose, "verbose")
+    batch_size, verbose, sweep_options = sweep_keywords(batch_size, verbose, checkpoint, chunk_size)
     return_adversarial = check_bool(return_adversarial, "return_adversarial")
-    sweep_options = SweepOptions.build(checkpoint, chunk_size)
     prep = prepare(classifier, x, y, require_labels=True, stream=True, batch_size=batch_size)
     return _robust(
         prep, spec, _estimator(classifier, prep, spec), batch_size, verbose, return_adversarial, sweep_options

@@ -232,7 +232,7 @@ def _shape(shape: Any, name: str) -> tuple[int, ...]:
 
 def _image_shape(shape: Sequence[int]) -> tuple[int, ...]:
     shape = _shape(shape, "image_shape")
-    if len(shape) < 2 or min(shape) < 1:
+    if len(shape) < 2:
         raise ValueError(f"an image shape is (C, H, W) or (H, W), got {shape}")
     return shape
 

@@ -11,8 +11,7 @@ import torch
 from art_geometry.core.batching import predict_logits
 from art_geometry.core.decision import decision_values
 from art_geometry.core.prepare import Prepared, prepare
-from art_geometry.core.validation import check_bool, check_positive_int
-from art_geometry.sweep.loop import Chunk, SweepOptions, stack, sweep
+from art_geometry.sweep.loop import Chunk, stack, sweep, sweep_keywords
 
 
 def decision_function(
@@ -39,9 +38,7 @@ def decision_function(
     :param chunk_size: Samples per chunk of the sweep (default ``batch_size``: one batch per chunk).
     :return: ``(N,)`` float64 values; negative where the model does not predict ``t``.
     """
-    batch_size = check_positive_int(batch_size, "batch_size")
-    verbose = check_bool(verbose, "verbose")
-    options = SweepOptions.build(checkpoint, chunk_size)
+    batch_size, verbose, options = sweep_keywords(batch_size, verbose, checkpoint, chunk_size)
     prep = prepare(classifier, x, y, stream=True, batch_size=batch_size)
     view = prep.view
 
