@@ -17,9 +17,11 @@ branches), from the (affine) preprocessing to the logits. Its layers are
 * a final ``softmax`` / ``log_softmax`` over the classes, dropped: it does not change the predicted class, so the
   decision regions are those of the logits before it.
 
-:func:`affine_relu_layers` writes a ReLU network as its list of dense affine maps (every run of affine layers
-between two ReLUs unfolded into one matrix by pushing the standard basis through it), the input of the MILP. The
-same chain is what the Lipschitz, MILP and CROWN bounds read (one reader for all three).
+:func:`milp_layers` writes a network of affine layers, ReLUs and max-pools as the MILP's layer sequence (every run
+of affine layers between two nonlinear layers unfolded into one dense matrix by pushing the standard basis through
+it, each max-pool as the input indices of its windows); :func:`affine_relu_layers` writes a ReLU network as its
+list of dense affine maps. The same chain is what the Lipschitz, MILP and CROWN bounds read (one reader for all
+three).
 """
 
 from __future__ import annotations
@@ -35,9 +37,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from art_geometry.bounds.milp import RELU, MaxPool, Step
 from art_geometry.core.model import ModelView, adapt
+from art_geometry.core.rng import generator
 
-__all__ = ["UnsupportedModelError", "Arithmetic", "Layer", "Chain", "read_chain", "affine_relu_layers", "unfold"]
+__all__ = [
+    "UnsupportedModelError", "Arithmetic", "Layer", "Chain", "read_chain", "affine_relu_layers", "milp_layers",
+    "unfold", "pool_windows",
+]
 
 _DTYPE = torch.float64
 
@@ -198,34 +205,66 @@ class Chain:
             z = layer(z)
         return z.flatten(1)
 
-    def relu_only(self, method: str) -> None:
+    def relu_only(self, who: str, maxpool: bool = False) -> None:
         """
-        :param method: The method that needs a ReLU network, for the message.
-        :raises ValueError: When a layer is neither affine nor a ReLU (naming it).
+        :param who: What needs the network, for the message (``"method='milp'"``, ``"affine_relu_layers"``).
+        :param maxpool: Whether max-pools without ``ceil_mode`` are allowed (the MILP reads them).
+        :raises ValueError: When a layer is neither affine nor a ReLU (nor an allowed max-pool), naming it and the
+                            methods that support it.
         """
         for layer in self.layers:
+            what = f"{type(layer.module).__name__} at {layer.name!r}"
             if layer.kind == "activation":
                 raise ValueError(
-                    f"non-ReLU activation {type(layer.module).__name__} at {layer.name!r}: method={method!r} "
-                    "needs ReLU networks"
+                    f"non-ReLU activation {what}: {who} needs ReLU networks; method='crown' and method='lipschitz' "
+                    "support it"
                 )
-            if layer.kind == "maxpool":
+            if layer.kind == "maxpool" and not maxpool:
                 raise ValueError(
-                    f"{type(layer.module).__name__} at {layer.name!r}: method={method!r} needs networks of affine "
-                    "layers and ReLUs"
+                    f"{what}: {who} needs networks of affine layers and ReLUs (milp_layers also reads max-pools)"
+                )
+            if layer.kind == "maxpool" and layer.module.ceil_mode:
+                raise ValueError(
+                    f"{type(layer.module).__name__} with ceil_mode=True at {layer.name!r}: {who} needs max-pools "
+                    "without ceil_mode; method='lipschitz' supports it"
                 )
 
-
-    def affine_relu(self, method: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def affine_relu(self, who: str = "affine_relu_layers") -> list[tuple[torch.Tensor, torch.Tensor]]:
         """
-        :param method: The method that needs a ReLU network, for the message of :meth:`relu_only`.
+        :param who: What needs a ReLU network, for the message of :meth:`relu_only`.
         :return: The dense affine maps ``(W, b)`` between the ReLUs (see :func:`affine_relu_layers`).
         """
-        self.relu_only(method)
+        self.relu_only(who)
         out: list[tuple[torch.Tensor, torch.Tensor]] = []
         for block, in_shape, after in self.affine_runs():
             if after is None or block or not out:  # a ReLU right after a ReLU changes nothing
                 out.append(unfold(block, in_shape, self.device))
+        return out
+
+    def milp_layers(self, who: str = "method='milp'") -> list[Step]:
+        """
+        The chain as the MILP's layer sequence (:data:`~art_geometry.bounds.milp.Layers`): each run of affine layers
+        unfolded into one dense float64 ``(W, b)`` (numpy, on the CPU; a run of no layers between two nonlinear ones
+        is left out), each ReLU as :data:`~art_geometry.bounds.milp.RELU`, each max-pool as a
+        :class:`~art_geometry.bounds.milp.MaxPool` of its windows (:func:`pool_windows`), the map to the logits last.
+
+        :param who: What needs the network, for the messages of :meth:`relu_only`.
+        :return: The steps.
+        :raises ValueError: For another activation or a max-pool with ``ceil_mode`` (naming the layer and the
+                            methods that support it), or a run of affine layers too large to write densely.
+        """
+        self.relu_only(who, maxpool=True)
+        out: list[Step] = []
+        for block, in_shape, after in self.affine_runs():
+            if block or after is None:
+                w, b = unfold(block, in_shape, self.device)
+                out.append((w.cpu().numpy(), b.cpu().numpy()))
+            if after is None:
+                break
+            if after.kind == "maxpool":
+                out.append(MaxPool(pool_windows(after.module, after.in_shape, self.device)))
+            elif not out or out[-1] is not RELU:  # a ReLU right after a ReLU changes nothing
+                out.append(RELU)
         return out
 
     def affine_runs(self) -> Iterator[tuple[list[Layer], tuple[int, ...], "Layer | None"]]:
@@ -275,6 +314,36 @@ def unfold(layers: "list[Layer] | tuple[Layer, ...]", in_shape: tuple[int, ...],
             apply(eye[start:start + chunk].reshape((-1,) + tuple(in_shape))) - offset for start in range(0, d, chunk)
         ]
     return torch.cat(columns).T.contiguous(), offset[0]
+
+
+def pool_windows(pool: nn.Module, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """
+    :param pool: A ``MaxPool1d`` / ``MaxPool2d`` without ``ceil_mode``.
+    :param shape: Its input sample shape ``(C, L)`` or ``(C, H, W)``.
+    :param device: Where to build the index tensor.
+    :return: ``(n_out, window)`` flat input indices of each output's window (``-1`` for padding), checked against
+             the pool on random inputs.
+    """
+    two = isinstance(pool, nn.MaxPool2d)
+    names = ("kernel_size", "stride", "padding", "dilation")
+    values = [getattr(pool, n) for n in names]
+    values = [(v, v) if isinstance(v, int) else (int(v[0]), int(v[-1])) for v in values]
+    if not two:  # a 1-d pool is a 2-d pool over a grid of height 1
+        values = [(0 if n == "padding" else 1, v[0]) for n, v in zip(names, values)]
+    kernel, stride, padding, dilation = values
+    channels = shape[0]
+    grid = shape[1:] if two else (1, shape[1])
+    index = torch.arange(1, math.prod(shape) + 1, dtype=_DTYPE, device=device).reshape(1, channels, *grid)
+    cols = F.unfold(index, kernel, dilation=dilation, padding=padding, stride=stride)
+    width = kernel[0] * kernel[1]
+    windows = cols.reshape(channels, width, -1).permute(0, 2, 1).reshape(-1, width).round().long() - 1
+    probe = torch.randn((2, *shape), dtype=_DTYPE, device=device, generator=generator(0, device))
+    pooled = pool(probe)
+    flat = probe.flatten(1)
+    expected = torch.where(windows >= 0, flat[:, windows.clamp(min=0)], -math.inf).amax(dim=2)
+    if pooled[0].numel() != windows.shape[0] or not torch.equal(pooled.flatten(1), expected):
+        raise ValueError(f"cannot read the windows of {pool!r} on inputs of shape {shape}")
+    return windows
 
 
 def _float64_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -516,6 +585,12 @@ def _default_shape(module: nn.Module) -> tuple[int, ...]:
     return (first.in_features,)
 
 
+def _chain_of(model: "nn.Module | ModelView", input_shape: "tuple[int, ...] | None") -> Chain:
+    view = model if isinstance(model, ModelView) else adapt(model)
+    shape = input_shape or view.input_shape or _default_shape(view.module)
+    return read_chain(view, tuple(shape))
+
+
 def affine_relu_layers(
     model: "nn.Module | ModelView", input_shape: "tuple[int, ...] | None" = None
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -530,8 +605,25 @@ def affine_relu_layers(
                         of the first ``nn.Linear``.
     :return: ``[(W_1, b_1), ..., (W_K, b_K)]``: ``W_k`` ``(out, in)`` and ``b_k`` ``(out,)`` float64 tensors on
              the model's device.
-    :raises ValueError: For unsupported layers (listed), a non-ReLU activation or a max-pool.
+    :raises ValueError: For unsupported layers (listed), a non-ReLU activation or a max-pool (:func:`milp_layers`
+                        reads max-pools).
     """
-    view = model if isinstance(model, ModelView) else adapt(model)
-    shape = input_shape or view.input_shape or _default_shape(view.module)
-    return read_chain(view, tuple(shape)).affine_relu("milp")
+    return _chain_of(model, input_shape).affine_relu("affine_relu_layers")
+
+
+def milp_layers(model: "nn.Module | ModelView", input_shape: "tuple[int, ...] | None" = None) -> list[Step]:
+    """
+    A network of affine layers, ReLUs and max-pools as the layer sequence of the exact MILP
+    (:data:`art_geometry.bounds.milp.Layers`, read by :func:`~art_geometry.bounds.milp.exact_distance`): every run of
+    affine layers between two nonlinear layers unfolded into one dense float64 ``(W, b)``, each ReLU as
+    :data:`~art_geometry.bounds.milp.RELU`, each ``MaxPool1d`` / ``MaxPool2d`` as a
+    :class:`~art_geometry.bounds.milp.MaxPool` of the flat input indices of its windows.
+
+    :param model: A ``torch.nn.Module`` or a :class:`~art_geometry.ModelView` (whose affine preprocessing is
+                  folded into the first map).
+    :param input_shape: Shape of one input sample; default: the view's ``input_shape``, else ``(in_features,)``
+                        of the first ``nn.Linear``.
+    :return: The steps: ``(W, b)`` float64 numpy arrays, ``RELU`` and ``MaxPool``, the map to the logits last.
+    :raises ValueError: For unsupported layers (listed), a non-ReLU activation or a max-pool with ``ceil_mode``.
+    """
+    return _chain_of(model, input_shape).milp_layers("milp_layers")
