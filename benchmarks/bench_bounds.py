@@ -1,21 +1,25 @@
 """
 Certified lower bounds beside the DeepFool margins (``margin_bounds``): how tight each method is and what it costs.
 
-1. A ReLU MLP 64-24-24-10 trained on 8x8 digits (as ``bench_tightness_milp.py`` trains its MLP), L-inf, box-free.
-   The exact distance of each sample comes from an independent MILP (``exact_distance`` searching 1.1 x the
-   DeepFool margin); ``margin_bounds`` is run with ``method="milp"`` (its lower bound must equal the exact distance
-   within 1e-4 for every sample), ``"lipschitz"`` and, when the CROWN module imports, ``"crown"``. Printed per
-   method: median and min of lower / exact, and seconds per sample.
-2. A small digits CNN (``SmallCNN``, conv-conv-maxpool-linear-linear), L2 and L-inf: ``"lipschitz"`` and ``"crown"``
-   (if available) lower / upper (the DeepFool margin) per sample, summarised.
+1. A ReLU MLP 64-24-24-10 trained on 8x8 digits, L-inf, box-free. The exact distance of each sample comes from an
+   independent MILP (``exact_distance`` searching 1.1 x the DeepFool margin); ``margin_bounds`` is run with
+   ``method="milp"`` (its lower bound must equal the exact distance within 1e-4), ``"lipschitz"``, ``"crown"`` and
+   ``"alpha-crown"``. Printed per method: median and min of lower / exact, and seconds per sample.
+2. The report's demo CNN (``SmallCNN`` on 8x8 digits: conv-relu-conv-relu-maxpool-fc-relu-fc, 10 epochs), L2 and
+   L-inf, every method with its defaults: lower / upper (the DeepFool margin) per sample, summarised; the MILP
+   (L-inf, ``time_limit=30``) gives exact distances where it finishes, and every CROWN bound is checked against
+   them and against the verified DeepFool margin (soundness: any sample above either is printed, and is a bug).
+3. ``SmallCNN`` on Fashion-MNIST 28x28 (conv-relu-conv-relu-maxpool-conv-relu-maxpool-fc-relu-fc, 2 epochs on
+   10,000 images), when Debian's ``dataset-fashion-mnist`` is installed: CROWN and alpha-CROWN, L-inf and L2.
+4. ``ResNet18(width=16)`` at 3x32x32 (random weights): whether CROWN reads it.
 
-Run: ``.venv/bin/python benchmarks/bench_bounds.py [--samples 40]``
+Run: ``.venv/bin/python benchmarks/bench_bounds.py [--samples 40] [--cnn-samples 20] [--fashion-samples 5]``
+(quiet machine: nothing else running).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
 import warnings
 
@@ -24,14 +28,9 @@ import torch
 
 from art_geometry import DeepFoolSettings, margin_bounds
 from art_geometry.bounds.milp import exact_distance
-from art_geometry.datasets import MLP, SmallCNN, load_digits, make_classifier, train_classifier
-
-
-def _crown_available() -> bool:
-    try:
-        return importlib.util.find_spec("art_geometry.bounds.crown") is not None
-    except ImportError:
-        return False
+from art_geometry.datasets import (
+    MLP, ResNet18, SmallCNN, load_digits, load_fashion_mnist, make_classifier, train_classifier,
+)
 
 
 def _row(name: str, values: np.ndarray, seconds: float) -> str:
@@ -75,6 +74,14 @@ def mlp_section(data, n: int, methods: list[str]) -> None:
         print(f"{m} samples whose lower bound exceeds the exact distance (a bug if any): {above.tolist()}")
 
 
+def _soundness(name: str, lower: np.ndarray, upper: np.ndarray, exact: "np.ndarray | None") -> None:
+    above = np.nonzero(lower > upper * (1 + 1e-9))[0].tolist()
+    if exact is not None:
+        known = np.isfinite(exact)
+        above += np.nonzero(known & (lower > exact * (1 + 1e-6) + 1e-9))[0].tolist()
+    print(f"  {name}: samples above the DeepFool margin or the exact distance (a bug if any): {sorted(set(above))}")
+
+
 def cnn_section(data, n: int, methods: list[str]) -> None:
     torch.manual_seed(0)
     model = SmallCNN((1, 8, 8))
@@ -84,26 +91,72 @@ def cnn_section(data, n: int, methods: list[str]) -> None:
     print(f"\nSmallCNN on digits, test accuracy {acc:.3f}; {n} test samples")
     print(f"{'norm / method':<22}{'median l/u':>12}{'min l/u':>12}{'s / sample':>14}")
     for norm in (2, np.inf):
-        for m in methods:
+        found = {}
+        for m in (["milp"] if norm == np.inf else []) + methods:
             name = f"L{'inf' if norm == np.inf else 2} {m}"
+            options = {"time_limit": 30.0} if m == "milp" else {}
             try:
-                res = margin_bounds(clf, x, norm=norm, method=m)
+                res = margin_bounds(clf, x, norm=norm, method=m, **options)
             except Exception as err:  # a method's failure on this model is a result of the benchmark
                 print(f"{name:<22}failed: {type(err).__name__}: {err}")
                 continue
+            found[m] = res
             print(_row(name, res.ratio, res.seconds.get(m, np.nan)))
+            if m == "milp":
+                status = np.asarray(res.status)
+                print(f"  milp status: exact {int((status == 'exact').sum())}, time_limit "
+                      f"{int((status == 'time_limit').sum())}")
+        milp = found.get("milp")
+        exact = None if milp is None else np.where(np.asarray(milp.status) == "exact", milp.lower, np.nan)
+        for m, res in found.items():
+            if m != "milp":
+                _soundness(m, res.lower, res.upper, exact)
+
+
+def fashion_section(n: int) -> None:
+    try:
+        data = load_fashion_mnist()
+    except FileNotFoundError as err:
+        print(f"\nFashion-MNIST section skipped: {err}")
+        return
+    torch.manual_seed(0)
+    model = SmallCNN((1, 28, 28))
+    clf = train_classifier(make_classifier(model, (1, 28, 28), 10), data.x_train[:10000], data.y_train[:10000],
+                           nb_epochs=2, seed=0)
+    x = data.x_test[:n]
+    acc = float((clf.predict(data.x_test[:2000]).argmax(1) == data.y_test[:2000]).mean())
+    print(f"\nSmallCNN on Fashion-MNIST 28x28, test accuracy {acc:.3f} (2,000 test images); {n} test samples")
+    print(f"{'norm / method':<22}{'median l/u':>12}{'min l/u':>12}{'s / sample':>14}")
+    for norm in (np.inf, 2):
+        for m in ("crown", "alpha-crown"):
+            res = margin_bounds(clf, x, norm=norm, method=m)
+            print(_row(f"L{'inf' if norm == np.inf else 2} {m}", res.ratio, res.seconds[m]))
+            _soundness(m, res.lower, res.upper, None)
+
+
+def resnet_section() -> None:
+    torch.manual_seed(0)
+    model = ResNet18((3, 32, 32), width=16).eval()
+    x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    try:
+        margin_bounds(model, x, norm=np.inf, method="crown")
+    except ValueError as err:
+        print(f"\nResNet-18 width 16, 3x32x32: CROWN refused: {str(err)[:300]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--samples", type=int, default=40, help="MLP samples (exact MILP distances)")
-    parser.add_argument("--cnn-samples", type=int, default=10, help="SmallCNN samples (CROWN costs ~1 s each on CPU)")
+    parser.add_argument("--cnn-samples", type=int, default=20, help="digits SmallCNN samples")
+    parser.add_argument("--fashion-samples", type=int, default=5, help="Fashion-MNIST SmallCNN samples")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     data = load_digits()
-    crown = ["crown"] if _crown_available() else []
+    crown = ["crown", "alpha-crown"]
     mlp_section(data, args.samples, ["milp", "lipschitz"] + crown)
     cnn_section(data, args.cnn_samples, ["lipschitz"] + crown)
+    fashion_section(args.fashion_samples)
+    resnet_section()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ net, validity against every adversarial point found, the certified layer norms, 
 """
 
 import math
-import sys
 import warnings
 
 import numpy as np
@@ -19,24 +18,12 @@ from art_geometry.core.model import ModelView, adapt
 from art_geometry.bounds import MarginBoundsResult
 from art_geometry.bounds import lipschitz as lip
 from art_geometry.bounds._network import affine_relu_layers, read_chain, unfold
+from art_geometry.bounds.crown import crown_cost
 from art_geometry.bounds.milp import exact_distance
 from art_geometry.datasets import make_classifier
 from tests.helpers import assert_round_trip, assert_unchanged, random_linear
 
 SHAPE = (1, 4, 4)
-
-
-def _crown_ready() -> bool:
-    try:
-        import bound_propagation  # noqa: F401
-
-        from art_geometry.bounds.crown import crown_radii  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_crown = pytest.mark.skipif(not _crown_ready(), reason="CROWN needs bound-propagation and bounds/crown.py")
 
 
 def closed_form(w: np.ndarray, b: np.ndarray, x: np.ndarray, dual: float) -> np.ndarray:
@@ -137,7 +124,6 @@ def test_lipschitz_row_difference_rule_is_exact_on_linear_models(linear_case, no
     assert np.all(res.lower <= exact)
 
 
-@needs_crown
 @pytest.mark.parametrize("norm, dual", [(2, 2), (np.inf, 1)])
 def test_crown_is_exact_on_linear_models(linear_case, norm, dual):
     model, x, w, b = linear_case
@@ -243,7 +229,7 @@ def test_lower_bounds_never_exceed_any_adversarial_point_found(norm):
     net = tiny_relu(2, classes=4)
     xs = np.random.default_rng(2).uniform(-1, 1, size=(6, 2))
     searched = random_search_distances(net, xs, norm)
-    methods = ["lipschitz"] + (["milp"] if norm != L2 else []) + (["crown"] if _crown_ready() and norm != L1 else [])
+    methods = ["lipschitz"] + (["milp"] if norm != L2 else []) + (["crown", "alpha-crown"] if norm != L1 else [])
     for method in methods:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -375,8 +361,8 @@ def test_milp_refuses_other_activations_and_l2():
     tanh = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
     with pytest.raises(ValueError, match="non-ReLU activation Tanh.*method='milp' needs ReLU networks"):
         margin_bounds(tanh, x, norm=np.inf, method="milp")
-    pool = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4, 3))
-    with pytest.raises(ValueError, match="MaxPool2d"):
+    pool = nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), nn.Flatten(), nn.Linear(4, 3))
+    with pytest.raises(ValueError, match="MaxPool2d with ceil_mode=True at '0'"):
         margin_bounds(pool, x, norm=np.inf, method="milp")
     with pytest.raises(ValueError, match="method='milp' supports norm=inf and norm=1; for L2 use 'crown' or "
                                          "'lipschitz'"):
@@ -388,25 +374,10 @@ def test_milp_refuses_other_activations_and_l2():
     assert "milp" not in res.method
 
 
-def test_auto_falls_back_to_lipschitz_without_crown(linear_case, monkeypatch):
-    model, x, _, _ = linear_case
-    monkeypatch.setitem(sys.modules, "art_geometry.bounds.crown", None)
-    with pytest.warns(UserWarning, match="CROWN is not used .*not available"):
-        res = margin_bounds(model, x, norm=2)
-    assert set(res.method) == {"lipschitz"}
-
-
-@needs_crown
-def test_auto_falls_back_when_crown_is_not_implemented(linear_case, monkeypatch):
-    model, x, _, _ = linear_case
-    from art_geometry.bounds import crown
-
-    def not_yet(*args, **kwargs):
-        raise NotImplementedError("not yet")
-
-    monkeypatch.setattr(crown, "crown_supported", lambda view, shape: (True, ""))
-    monkeypatch.setattr(crown, "crown_radii", not_yet)
-    with pytest.warns(UserWarning, match="CROWN is not available \\(not yet\\)"):
+def test_auto_falls_back_to_lipschitz_where_crown_cannot_read_the_model():
+    model = nn.Sequential(nn.MaxPool2d(3, stride=2, ceil_mode=True), nn.Flatten(), nn.Linear(4, 3))
+    x = np.random.default_rng(0).random((4, 1, 4, 4), dtype=np.float32)
+    with pytest.warns(UserWarning, match=r"CROWN is not used \(CROWN bounds: .*ceil_mode.*\); the Lipschitz bound"):
         res = margin_bounds(model, x, norm=2)
     assert set(res.method) == {"lipschitz"}
 
@@ -470,18 +441,19 @@ def test_exported():
     assert {"margin_bounds", "MarginBoundsResult", "BoundsSettings"} <= set(ag.__all__)
 
 
-@pytest.mark.skipif(not _crown_ready(), reason="bound-propagation is not installed")
-def test_auto_skips_crown_over_budget_and_says_so():
+def test_auto_picks_the_tightest_crown_within_budget_and_says_so():
     model = small_cnn()
     x = np.random.default_rng(3).random((3, 1, 8, 8), dtype=np.float32)
-    from art_geometry.bounds.crown import crown_seconds
-
-    seconds, weights = crown_seconds(adapt(model), (1, 8, 8))
-    assert seconds > 0 and weights > 0
+    free = margin_bounds(model, x, norm="inf", method="lipschitz")
+    cost = crown_cost(adapt(model), torch.as_tensor(x), torch.as_tensor(free.predictions),
+                      torch.as_tensor(free.upper), LINF)
+    steps = BoundsSettings().crown_steps
+    assert 0 < cost.seconds(steps) < cost.seconds(steps, BoundsSettings().alpha_steps)
     with pytest.warns(UserWarning, match="CROWN is not used .* over budget"):
-        res = margin_bounds(model, x, norm="inf", budget=seconds / 10)
+        res = margin_bounds(model, x, norm="inf", budget=cost.seconds(steps) / 100)
     assert set(res.method) == {"lipschitz"}
+    assert set(res.params["estimated_seconds"]) == {"crown", "alpha-crown"}
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        roomy = margin_bounds(model, x, norm="inf", budget=seconds * 10)
-    assert "crown" in roomy.method and (roomy.lower >= res.lower - 1e-12).all()
+        roomy = margin_bounds(model, x, norm="inf", budget=cost.seconds(steps, 20) * 100)
+    assert "alpha-crown" in roomy.method and (roomy.lower >= res.lower - 1e-12).all()

@@ -8,7 +8,8 @@ margins of data points". :func:`margin_bounds` computes both halves on the same 
 DeepFool margin, and ``lower``, a radius certified to contain no point of another class, by
 
 * ``"milp"`` (:mod:`~art_geometry.bounds.milp`): the exact distance of a ReLU network in L-inf or L1;
-* ``"crown"`` (:mod:`~art_geometry.bounds.crown`): linear bound propagation, bisected on the radius;
+* ``"alpha-crown"`` and ``"crown"`` (:mod:`~art_geometry.bounds.crown`): linear bound propagation through the
+  model's layers (:mod:`~art_geometry.bounds.propagation`), searched on the radius;
 * ``"lipschitz"`` (:mod:`~art_geometry.bounds.lipschitz`): the logit gap over a certified Lipschitz constant;
 * ``"auto"``: per sample the tightest that fits the budget.
 """
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from art_geometry.bounds._network import Chain, read_chain
+from art_geometry.bounds.crown import crown_cost, crown_radii, crown_supported
 from art_geometry.bounds.lipschitz import LipschitzBound
 from art_geometry.bounds.milp import Layers, exact_distance, unstable_relus
 from art_geometry.core.batching import batches
@@ -44,13 +46,15 @@ __all__ = ["MarginBoundsResult", "margin_bounds"]
 _DEEPFOOL_NORM = {L1: L2, L2: L2, LINF: LINF}
 
 
-def _milp_seconds(unstable: int) -> float:
+def _milp_seconds(binaries: int) -> float:
     """
-    The estimated seconds of one sample's MILP (all classes) with ``unstable`` unstable ReLUs: ``0.1 * 2^(k / 6)``,
-    fitted on the digits MLP 64-24-24-10 of ``benchmarks/bench_bounds.py`` (9 unstable ReLUs: 0.3-0.6 s, 18: about
-    1 s, 29: 4-12 s on a shared 2-core CPU); "auto" sends a sample to the MILP when this is within ``budget``.
+    The estimated seconds of one sample's MILP (all classes) with ``k = binaries`` binary variables (unstable ReLUs
+    and the inputs of undecided max-pool windows: :func:`~art_geometry.bounds.milp.unstable_relus`):
+    ``0.1 * 2^(k / 6)``, fitted on the digits MLP 64-24-24-10 of ``benchmarks/bench_bounds.py`` (9 unstable ReLUs:
+    0.3-0.6 s, 18: about 1 s, 29: 4-12 s on a shared 2-core CPU); "auto" sends a sample to the MILP when this is
+    within ``budget``.
     """
-    return 0.1 * 2.0 ** (unstable / 6.0)
+    return 0.1 * 2.0 ** (binaries / 6.0)
 
 
 #: The MILP searches a box of radius ``(1 + 1e-6) upper``: the DeepFool point, adversarial in the model's dtype,
@@ -69,7 +73,8 @@ class MarginBoundsResult(ResultMixin):
                   DeepFool failed).
     :param ratio: ``(N,)`` ``lower / upper`` in ``[0, 1]`` (1 where both are equal, NaN where ``upper`` is 0 or
                   not finite and they differ).
-    :param method: ``(N,)`` the method that certified each lower bound: ``"milp"``, ``"crown"``, ``"lipschitz"``
+    :param method: ``(N,)`` the method that certified each lower bound: ``"milp"``, ``"alpha-crown"``, ``"crown"``,
+                   ``"lipschitz"``
                    or ``"none"``.
     :param status: ``(N,)`` ``"exact"`` (the MILP's exact distance), ``"bound"`` (a certified bound),
                    ``"time_limit"`` (the MILP's dual bound at its time limit) or ``"failed"`` (``lower = 0``).
@@ -124,6 +129,7 @@ class _Bounds:
     method: list[str]
     status: list[str]
     seconds: dict[str, float] = field(default_factory=dict)
+    estimates: dict[str, float] = field(default_factory=dict)
 
     def offer(self, name: str, rows: np.ndarray, values: np.ndarray, status: "list[str] | np.ndarray") -> None:
         """
@@ -188,7 +194,7 @@ def _milp(prep: Prepared, layers: Layers, norm: Norm, pred: np.ndarray, upper: n
 
 def _milp_rows(prep: Prepared, layers: Layers, norm: Norm, upper: np.ndarray, box: "tuple[float, float] | None",
                budget: float, batch_size: int) -> np.ndarray:
-    """The samples whose program "auto" expects to fit ``budget``, by their unstable ReLUs in the search box."""
+    """The samples whose program "auto" expects to fit ``budget``, by their programs' binaries in the search box."""
     keep = [i for _, i, xi, radius in _programs(prep, upper, box, np.arange(prep.n), batch_size)
             if _milp_seconds(unstable_relus(layers, xi, radius, norm, box)) <= budget]
     return np.asarray(keep, dtype=np.int64)
@@ -198,22 +204,18 @@ def _crown_reason(prep: Prepared, norm: Norm) -> str:
     """:return: Why CROWN cannot bound this model in this norm, or ``""``."""
     if norm == L1:
         return "CROWN bounds support the norms 2 and inf"
-    try:
-        from art_geometry.bounds.crown import crown_supported
-    except ImportError as err:
-        return f"CROWN is not available: {err}"
     supported, why = crown_supported(prep.view, tuple(int(s) for s in prep.x.shape[1:]))
     return "" if supported else why
 
 
 def _crown(prep: Prepared, norm: Norm, pred: np.ndarray, upper: np.ndarray, rows: np.ndarray,
-           settings: BoundsSettings, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    from art_geometry.bounds.crown import crown_radii
-
+           settings: BoundsSettings, alpha: bool, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha-)CROWN's certified radii of the samples ``rows``."""
     x = prep.x[torch.as_tensor(rows)] if isinstance(prep.x, torch.Tensor) else prep.x[rows]
     return crown_radii(
         prep.view, x, torch.as_tensor(pred[rows]), norm, torch.as_tensor(upper[rows]),
-        steps=settings.crown_steps, rtol=settings.crown_rtol, batch_size=batch_size,
+        steps=settings.crown_steps, rtol=settings.crown_rtol, alpha_steps=settings.alpha_steps if alpha else 0,
+        alpha_lr=settings.alpha_lr, batch_size=batch_size,
     )
 
 
@@ -254,15 +256,20 @@ def margin_bounds(
     at that distance), ``lower`` a certified radius (the paper's future work, Sec. 4: lower bounds by formal
     verification), by
 
-    * ``"milp"``: the exact distance of a ReLU network (affine layers and ReLUs), L-inf or L1 only, by a
-      mixed-integer program per class searched within the DeepFool margin (Tjeng et al., ICLR 2019); on time-out
-      the solver's dual bound (status ``"time_limit"``);
-    * ``"crown"``: CROWN linear bound propagation (Zhang et al., NeurIPS 2018), bisected on the radius;
+    * ``"milp"``: the exact distance of a ReLU network (affine layers, ReLUs and max-pools without
+      ``ceil_mode``), L-inf or L1 only, by a mixed-integer program per class searched within the DeepFool margin
+      (Tjeng et al., ICLR 2019); on time-out the solver's dual bound (status ``"time_limit"``);
+    * ``"crown"``: CROWN linear bound propagation (Zhang et al., NeurIPS 2018) through the model's own layers
+      (convolutions by their transposes, max-pools as tournaments of ReLUs), searched on the radius;
+    * ``"alpha-crown"``: CROWN with the lower slopes of its unstable ReLUs optimised per sample and class
+      (Xu et al., ICLR 2021): tighter, at ``1 + 2.5 alpha_steps`` final backward passes per evaluation;
     * ``"lipschitz"``: ``min_j (Z_pred - Z_j)(x) / L_j`` with certified Lipschitz constants of the logit
       differences (Hein & Andriushchenko, NeurIPS 2017, Theorem 2.1), for any chain of supported layers;
     * ``"auto"`` (default): the Lipschitz bound for every sample, the MILP for the samples whose program fits
-      ``budget`` (ReLU networks, L-inf and L1), CROWN for the others when it supports the model; per sample the
-      largest certified value. What it cannot use it names in a warning.
+      ``budget`` (ReLU and max-pool networks, L-inf and L1), for the others alpha-CROWN if its cost per sample
+      (timed on a pilot of 4 samples, in ``result.params["estimated_seconds"]``) fits ``budget``, else CROWN if
+      that fits; per sample the largest certified value, its method in ``result.method``. What it cannot use it
+      names in a warning.
 
     With ``deepfool.box=True`` the distance is measured inside ``clip_values`` and the MILP searches inside them
     too; the CROWN and Lipschitz radii hold in all of R^D, so they bound that distance from below as well.
@@ -274,7 +281,8 @@ def margin_bounds(
     :param x: Inputs ``(N, *input_shape)``.
     :param y: Labels, to split correct from incorrect samples; default: the predictions.
     :param norm: 1, 2 or inf (a :class:`~art_geometry.Norm`, ``np.inf``, ``"inf"``, ...).
-    :param method: ``"auto"``, ``"milp"``, ``"crown"`` or ``"lipschitz"``; default ``settings.method``.
+    :param method: ``"auto"``, ``"milp"``, ``"alpha-crown"``, ``"crown"`` or ``"lipschitz"``; default
+                   ``settings.method``.
     :param settings: A :class:`~art_geometry.BoundsSettings` (method, time_limit, budget, crown_steps,
                      crown_rtol); default ``BoundsSettings()``.
     :param deepfool: The :class:`~art_geometry.DeepFoolSettings` of the upper bound; default
@@ -284,9 +292,10 @@ def margin_bounds(
     :param verbose: Show progress bars.
     :param options: Overrides of single ``BoundsSettings`` fields, e.g. ``time_limit=10``.
     :return: A :class:`MarginBoundsResult`.
-    :raises ValueError: For bad options, ``method="milp"`` with L2 or on a network that is not affine + ReLU,
-                        ``method="crown"`` or ``"lipschitz"`` on unsupported layers (listed), or a ``deepfool``
-                        norm that does not fit ``norm``.
+    :raises ValueError: For bad options, ``method="milp"`` with L2 or on a network that is not affine + ReLU +
+                        max-pool, ``method="crown"``, ``"alpha-crown"`` or ``"lipschitz"`` on unsupported layers
+                        (listed), or a
+                        ``deepfool`` norm that does not fit ``norm``.
     """
     settings = BoundsSettings.build(settings, options)
     if method is not None:
@@ -305,7 +314,7 @@ def _bounds(prep: Prepared, settings: BoundsSettings, norm: Norm, deepfool: Deep
     """:func:`margin_bounds` on prepared data with validated settings (shared with the tracker)."""
     view, n = prep.view, prep.n
     chain, layers, unsupported = None, None, ""
-    if settings.method != "crown":
+    if settings.method not in ("crown", "alpha-crown"):
         try:
             chain = read_chain(view, tuple(int(s) for s in prep.x.shape[1:]))
         except ValueError as err:
@@ -314,13 +323,13 @@ def _bounds(prep: Prepared, settings: BoundsSettings, norm: Norm, deepfool: Deep
             unsupported = str(err)
     if chain is not None and (settings.method == "milp" or settings.method == "auto" and norm != L2):
         try:
-            layers = [(w.cpu().numpy(), b.cpu().numpy()) for w, b in chain.affine_relu("milp")]
+            layers = chain.milp_layers("method='milp'")
         except ValueError:
             if settings.method == "milp":
                 raise
-    crown_why = _crown_reason(prep, norm) if settings.method in ("auto", "crown") else ""
-    if settings.method == "crown" and crown_why:
-        raise ValueError(f"method='crown': {crown_why}")
+    crown_why = _crown_reason(prep, norm) if settings.method in ("auto", "crown", "alpha-crown") else ""
+    if settings.method in ("crown", "alpha-crown") and crown_why:
+        raise ValueError(f"method={settings.method!r}: {crown_why}")
 
     bounds = _Bounds(np.zeros(n), ["none"] * n, ["failed"] * n)
     res = bounds.timed("deepfool", n, lambda: _margins(prep, deepfool, None, norm == L1, batch_size, verbose))
@@ -338,12 +347,15 @@ def _bounds(prep: Prepared, settings: BoundsSettings, norm: Norm, deepfool: Deep
                                                        settings.time_limit, batch_size, verbose))
         bounds.offer("milp", everyone, *found)
     else:
-        found = bounds.timed("crown", n, lambda: _crown(prep, norm, pred, upper, everyone, settings, batch_size))
-        bounds.offer("crown", everyone, *found)
+        alpha = settings.method == "alpha-crown"
+        found = bounds.timed(settings.method, n, lambda: _crown(prep, norm, pred, upper, everyone, settings, alpha,
+                                                                 batch_size))
+        bounds.offer(settings.method, everyone, *found)
 
     lower = np.minimum(bounds.lower, upper)
     params = jsonable({
         "norm": norm.to_json(), **settings.to_dict(), "box": box, "batch_size": batch_size, "deepfool": res.params,
+        "estimated_seconds": bounds.estimates,
     })
     return MarginBoundsResult(
         lower=lower,
@@ -364,8 +376,9 @@ def _auto(prep: Prepared, bounds: _Bounds, chain: "Chain | None", layers: "Layer
           crown_why: str, norm: Norm, pred: np.ndarray, upper: np.ndarray, box: "tuple[float, float] | None",
           settings: BoundsSettings, batch_size: int, verbose: bool) -> None:
     """
-    ``method="auto"``: Lipschitz for all, MILP where it fits the budget, CROWN for the rest when its estimated cost
-    (:func:`~art_geometry.bounds.crown.crown_seconds`) fits the budget; the largest wins.
+    ``method="auto"``: Lipschitz for all, MILP where it fits the budget, for the rest alpha-CROWN or else CROWN
+    when its cost (:func:`~art_geometry.bounds.crown.crown_cost`, timed on a pilot) fits the budget; the largest
+    wins.
     """
     n = prep.n
     if chain is None and crown_why:
@@ -396,22 +409,21 @@ def _auto(prep: Prepared, bounds: _Bounds, chain: "Chain | None", layers: "Layer
             warnings.warn(f"margin_bounds(method='auto'): CROWN is not used ({crown_why}); {instead}", UserWarning,
                           stacklevel=3)
         return
-    from art_geometry.bounds.crown import crown_seconds
-
-    seconds, weights = crown_seconds(prep.view, tuple(int(s) for s in prep.x.shape[1:]), settings.crown_steps)
-    if seconds > settings.budget:
+    x = prep.x[torch.as_tensor(rest)] if isinstance(prep.x, torch.Tensor) else prep.x[rest]
+    cost = crown_cost(prep.view, prep.view.to_tensor(x), torch.as_tensor(pred[rest]), torch.as_tensor(upper[rest]),
+                      norm)
+    steps = settings.crown_steps
+    alpha_seconds, crown_seconds = cost.seconds(steps, settings.alpha_steps), cost.seconds(steps)
+    bounds.estimates.update({"alpha-crown": alpha_seconds, "crown": crown_seconds})
+    if crown_seconds > settings.budget:
         warnings.warn(
-            f"margin_bounds(method='auto'): CROWN is not used (about {seconds:.2g} s per sample on a CPU for its "
-            f"{weights:,}-weight unfolded network, over budget={settings.budget:g} s); {instead}; "
-            "method='crown' forces it",
+            f"margin_bounds(method='auto'): CROWN is not used (about {crown_seconds:.2g} s per sample, timed on "
+            f"{cost.samples} samples, over budget={settings.budget:g} s); {instead}; method='crown' forces it",
             UserWarning,
             stacklevel=3,
         )
         return
-    try:
-        found = bounds.timed("crown", len(rest), lambda: _crown(prep, norm, pred, upper, rest, settings, batch_size))
-    except (ImportError, NotImplementedError) as err:
-        warnings.warn(f"margin_bounds(method='auto'): CROWN is not available ({err}); {instead}", UserWarning,
-                      stacklevel=3)
-        return
-    bounds.offer("crown", rest, *found)
+    name = "alpha-crown" if alpha_seconds <= settings.budget else "crown"
+    found = bounds.timed(name, len(rest), lambda: _crown(prep, norm, pred, upper, rest, settings,
+                                                         name == "alpha-crown", batch_size))
+    bounds.offer(name, rest, *found)

@@ -254,7 +254,7 @@ class HessianSettings(Settings):
 
 
 #: The certified lower-bound methods of :func:`art_geometry.margin_bounds`.
-BOUND_METHODS = ("auto", "milp", "crown", "lipschitz")
+BOUND_METHODS = ("auto", "milp", "alpha-crown", "crown", "lipschitz")
 
 
 @dataclass(frozen=True)
@@ -263,24 +263,30 @@ class BoundsSettings(Settings):
     How :func:`art_geometry.margin_bounds` certifies a lower bound on each sample's distance to the boundary
     (the paper's future work, Sec. 4: "formal verification techniques to derive lower bounds for the margins").
 
-    :param method: ``"milp"`` (exact mixed-integer program, ReLU networks, L-inf and L1), ``"crown"`` (linear
-                   bound propagation), ``"lipschitz"`` (global Lipschitz constant, any supported layers) or
-                   ``"auto"`` (the tightest that fits ``budget``, per sample).
+    :param method: ``"milp"`` (exact mixed-integer program, networks of affine layers, ReLUs and max-pools,
+                   L-inf and L1), ``"alpha-crown"`` (CROWN with optimised ReLU slopes), ``"crown"`` (linear bound
+                   propagation), ``"lipschitz"`` (global Lipschitz constant, any supported layers) or ``"auto"`` (the
+                   tightest that fits ``budget``, per sample).
     :param time_limit: Seconds the MILP may spend on one sample, finite and ``> 0``; on time-out the
                        solver's dual bound is reported (status ``"time_limit"``).
     :param budget: Seconds per sample ``"auto"`` allows a method, ``> 0``: samples whose MILP is estimated (by
-                   its unstable ReLUs) not to fit go to CROWN / Lipschitz, a MILP run by ``"auto"`` stops after
-                   ``min(budget, time_limit)``, and CROWN is skipped (with a warning) when its estimated cost per
-                   sample (from the size of the unfolded network) exceeds the budget.
-    :param crown_steps: Bisection steps of CROWN's search for the certified radius, ``>= 1``.
-    :param crown_rtol: Relative tolerance at which CROWN's bisection stops, ``> 0`` and ``< 1``.
+                   its binary variables: unstable ReLUs, undecided max-pools) not to fit go to CROWN /
+                   Lipschitz, a MILP run by ``"auto"`` stops after ``min(budget, time_limit)``, and alpha-CROWN,
+                   else CROWN, runs when its cost per sample (timed on a pilot of 4 samples:
+                   :func:`~art_geometry.bounds.crown.crown_cost`) fits the budget; neither: a warning.
+    :param crown_steps: Evaluations of the (alpha-)CROWN radius search at most, ``>= 1``.
+    :param crown_rtol: Relative width of the radius bracket at which the search stops, ``> 0`` and ``< 1``.
+    :param alpha_steps: alpha-CROWN's projected Adam steps on the slopes per evaluation, ``>= 1``.
+    :param alpha_lr: alpha-CROWN's Adam learning rate, ``> 0``.
     """
 
     method: str = "auto"
     time_limit: float = 60.0
     budget: float = 5.0
-    crown_steps: int = 20
-    crown_rtol: float = 1e-3
+    crown_steps: int = 10
+    crown_rtol: float = 1e-2
+    alpha_steps: int = 20
+    alpha_lr: float = 0.5
 
     def _checked(self) -> dict[str, Any]:
         return {
@@ -289,4 +295,6 @@ class BoundsSettings(Settings):
             "budget": check_number(self.budget, "budget", minimum=0.0, strict=True),
             "crown_steps": check_int(self.crown_steps, "crown_steps", minimum=1),
             "crown_rtol": check_number(self.crown_rtol, "crown_rtol", minimum=0.0, maximum=1.0, strict=True),
+            "alpha_steps": check_int(self.alpha_steps, "alpha_steps", minimum=1),
+            "alpha_lr": check_number(self.alpha_lr, "alpha_lr", minimum=0.0, strict=True),
         }
