@@ -8,6 +8,7 @@ and torchattacks live in :mod:`art_geometry.interop` (imported on first use).
 """
 
 from art_geometry.bounds import MarginBoundsResult, margin_bounds
+from art_geometry.bounds import RobustAccuracyBoundsResult, robust_accuracy_bounds
 from art_geometry.core.model import LayerRef, ModelView, model_view
 from art_geometry.core.norms import L1, L2, LINF, Norm
 from art_geometry.core.rng import seeded
@@ -99,6 +100,8 @@ __all__ = [
     "subspace_margins",
     "MarginBoundsResult",
     "margin_bounds",
+    "RobustAccuracyBoundsResult",
+    "robust_accuracy_bounds",
     "Subspace",
     "dct_subspaces",
     "direction",

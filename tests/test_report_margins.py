@@ -86,8 +86,10 @@ def test_section_computes_and_renders(small):
     rows = section.summary_rows(out)
     assert [r[1] for r in rows] == [
         "clean accuracy (test subset, 20)", "robust accuracy (test subset, 20)", "median L2 margin (test subset, 20)",
-        "median certified L2 lower bound (test subset, 20)", "median L-inf margin (test subset, 20)",
-        "median certified L-inf lower bound (test subset, 20)",
+        "median certified L2 lower bound (test subset, 20)", "median L2 lower / upper (test subset, 20)",
+        "median L-inf margin (test subset, 20)", "median certified L-inf lower bound (test subset, 20)",
+        "median L-inf lower / upper (test subset, 20)", "certified robust accuracy (test subset, 20)",
+        "DeepFool robust accuracy (test subset, 20)",
     ]
     # robust accuracy: ART's PGD on the same samples, as robust_accuracy computes it
     from art_geometry import robust_accuracy
@@ -106,8 +108,45 @@ def test_section_computes_and_renders(small):
     np.testing.assert_allclose(norms[ok], np.asarray(g["margins"], dtype=float)[ok], rtol=1e-4)
     panels = section.panels(out, ctx)
     assert [p.title for p in panels] == ["L2 margin distributions", "L-inf margin distributions",
-                                         "Margins along frequency bands", "mlp"]
+                                         "Robust-accuracy brackets", "Margins along frequency bands", "mlp"]
     assert [p.group for p in panels].count("gallery") == 1
+    _check_brackets(section, out, html, x[:20], y[:20], clf)
+
+
+def _check_brackets(section, out, html, x, y, clf):
+    """The brackets of the section: "auto" within the budget, the robust-accuracy bracket holds PGD's points."""
+    import warnings
+
+    from art_geometry import DeepFoolSettings, RobustAccuracyBoundsResult, margin_bounds
+
+    m = out["mlp"]
+    for key in ("l2", "linf"):
+        b = m[f"{key}_bracket"]
+        assert b["params"]["method"] == "auto" and b["params"]["budget"] == section.bounds_budget
+        assert b["params"]["box"] == [0.0, 1.0]  # the ART classifier declares clip_values: DeepFool inside them
+        counts = b["summary"]["methods"]
+        assert sum(counts.values()) == 20 and ", ".join(f"{k} {v}" for k, v in sorted(
+            counts.items(), key=lambda kv: (-kv[1], kv[0]))) in html
+    # the same bracket as margin_bounds computes it (whichever methods "auto" picks), warnings aside
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = margin_bounds(clf, x, y, norm="inf", method="auto", budget=section.bounds_budget,
+                              deepfool=DeepFoolSettings(norm="inf", box=True))
+    np.testing.assert_allclose(m["linf_bracket"]["upper"], again.upper)
+    acc = RobustAccuracyBoundsResult.from_dict(m["accuracy"])
+    np.testing.assert_array_equal(acc.lower, np.asarray(m["linf_bracket"]["lower"], dtype=float))
+    assert acc.attack_eps.tolist() == [0.05, 0.1, 0.2] and acc.attack_correct.shape == (3, 20)
+    rob = m["robustness"]["summary"]["robust_accuracy"]
+    assert acc.attack_accuracy[1] == rob
+    for a in acc.attacks():  # soundness: no PGD point below the certified curve, per sample and in fraction
+        assert a["violations"] == 0 and a["certified"] <= a["empirical"] <= min(a["accuracy"], a["deepfool"])
+    metrics = {mm.key: mm.value for mm in section.metrics(out)["mlp"]}
+    at = acc.attacks()[1]
+    assert metrics["robust_accuracy_certified"] == at["certified"] <= rob
+    assert metrics["robust_accuracy_deepfool"] == at["deepfool"]
+    assert metrics["margin_linf_ratio_median"] == pytest.approx(m["linf_bracket"]["summary"]["ratio_median"])
+    assert (np.diff(acc.certified) <= 0).all() and acc.eps[0] == 0 and acc.certified[0] <= acc.clean_accuracy
+    assert "attack&#39;s robust accuracy" in html and "violations" in html
 
 
 def test_overlaid_margin_plots_draw_one_line_per_model(small):
@@ -134,3 +173,78 @@ def test_overlaid_margin_plots_draw_one_line_per_model(small):
     plt.close(fig)
     with pytest.raises(ValueError, match="results is empty"):
         plot_margin_distributions({})
+
+
+def test_bounds_warnings_become_notes_and_others_pass_through(small, monkeypatch):
+    """margin_bounds' UserWarnings (e.g. "auto" leaving CROWN out) are kept as notes; no warning leaks."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import art_geometry.report.margins as margins
+
+    real = margins.margin_bounds
+
+    def noisy(*args, **kwargs):
+        warnings.warn("margin_bounds(method='auto'): CROWN is not used (a test)", UserWarning, stacklevel=2)
+        warnings.warn("margin_bounds(method='auto'): CROWN is not used (a test)", UserWarning, stacklevel=2)
+        warnings.warn("a third-party deprecation", FutureWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(margins, "margin_bounds", noisy)
+    clf, data = small
+    section = MarginsSection()
+    section.max_samples, section.dct_samples, section.attack_eps_multiples = 6, 2, ()
+    ctx = ReportContext(models={"mlp": clf}, data=data, n_samples=6, verbose=False)
+    with pytest.warns(FutureWarning, match="third-party") as record:
+        out = section.compute(ctx)
+    assert not [w for w in record if issubclass(w.category, UserWarning)]
+    notes = out["mlp"]["bounds_notes"]
+    assert notes == {"l2": ["margin_bounds(method='auto'): CROWN is not used (a test)"],
+                     "linf": ["margin_bounds(method='auto'): CROWN is not used (a test)"]}
+    html = section.render(out, ctx)
+    assert "L-inf bracket: margin_bounds(method=&#39;auto&#39;): CROWN is not used (a test)" in html
+    assert out["mlp"]["accuracy"]["attack_eps"] == [0.1]
+
+
+def test_margins_data_follows_the_schema(small):
+    """The margins section's data against the report schema's margins_model; damaged copies fail."""
+    import copy
+
+    jsonschema = pytest.importorskip("jsonschema")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from art_geometry.report import SCHEMA_VERSION, report_schema
+
+    clf, data = small
+    section = MarginsSection()
+    section.max_samples, section.dct_samples, section.attack_eps_multiples = 6, 2, ()
+    ctx = ReportContext(models={"mlp": clf}, data=data, verbose=False)
+    out = json.loads(json.dumps(section.compute(ctx)))
+    schema = report_schema()
+    assert SCHEMA_VERSION == "2.1" and report_schema("2.0")["properties"]["schema_version"]["const"] == "2.0"
+    model = {"$defs": schema["$defs"], "$ref": "#/$defs/margins_model"}
+    validator = jsonschema.Draft202012Validator(model)
+    validator.validate(out["mlp"])
+    validator.validate({**out["mlp"], "accuracy": {"skipped": "no L1 bracket"}, "linf_bracket": {"skipped": "x"}})
+    for damage in (
+        lambda m: m.pop("accuracy"),
+        lambda m: m.pop("bounds_notes"),
+        lambda m: m["accuracy"].update(certified=[1.5]),
+        lambda m: m["accuracy"]["summary"]["attacks"][0].update(violations=-1),
+        lambda m: m["accuracy"].pop("attack_eps"),
+        lambda m: m["linf_bracket"].pop("method"),
+        lambda m: m["bounds_notes"].update(l2="not a list"),
+    ):
+        broken = copy.deepcopy(out["mlp"])
+        damage(broken)
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate(broken)
+    # a model without a bracket is left out of the overlaid figure, and named in its caption
+    two = {"mlp": out["mlp"], "other": {**out["mlp"], "accuracy": {"skipped": "no L-inf bracket"}}}
+    (panel,) = [p for p in section.panels(two, ctx) if p.title == "Robust-accuracy brackets"]
+    assert panel.caption.endswith("Not shown (no bracket, see their notes): other.")
+    assert "inside the valid input range" in panel.caption
+    assert "robust-accuracy bracket skipped: no L-inf bracket" in section.render(two, ctx)

@@ -6,7 +6,15 @@ by exact MILP (:mod:`~art_geometry.bounds.milp`), CROWN (:mod:`~art_geometry.bou
 """
 
 from art_geometry.bounds._network import UnsupportedModelError
+from art_geometry.bounds.accuracy import RobustAccuracyBoundsResult, robust_accuracy_bounds
 from art_geometry.bounds.brackets import MarginBoundsResult, margin_bounds
 from art_geometry.core.settings import BoundsSettings
 
-__all__ = ["BoundsSettings", "MarginBoundsResult", "margin_bounds", "UnsupportedModelError"]
+__all__ = [
+    "BoundsSettings",
+    "MarginBoundsResult",
+    "margin_bounds",
+    "UnsupportedModelError",
+    "RobustAccuracyBoundsResult",
+    "robust_accuracy_bounds",
+]

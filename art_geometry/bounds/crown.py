@@ -26,7 +26,6 @@ both the clipped and the unclipped distance. It is computed in float64 and is so
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,9 +44,11 @@ _DTYPE = torch.float64
 
 #: Samples of the pilot run that estimates the cost per sample.
 _PILOT = 4
-#: An alpha-CROWN step (the final backward pass with its gradient) in final backward passes: measured on the
-#: SmallCNN of ``benchmarks/bench_bounds.py``.
+#: An alpha-CROWN step (the final backward pass and its gradient) in final backward passes.
 _ALPHA_STEP = 2.5
+#: Seconds per float of the coefficient tensors a backward pass moves (:attr:`Propagation.work`), measured on a quiet
+#: 2-core CPU in float64 (``benchmarks/bench_bounds.py``, the digits SmallCNN: 1.1e-8 to 1.4e-8).
+_SECONDS_PER_FLOAT = 1.2e-8
 
 
 def _chain(view: ModelView, input_shape: tuple[int, ...]) -> tuple["Chain | None", str]:
@@ -97,7 +98,9 @@ def _propagation(view: ModelView, shape: tuple[int, ...], norm: Norm) -> Propaga
 @dataclass(frozen=True)
 class CrownCost:
     """
-    The cost of the CROWN bounds of one model, per sample, estimated from a pilot run of its propagation.
+    The cost of the CROWN bounds of one model, per sample, from a pilot evaluation of its propagation: the floats
+    its backward passes moved, in seconds of a 2-core CPU (deterministic, so that "auto" decides the same way on
+    every run and every rank).
 
     :param relax: Seconds per sample of one evaluation's intermediate bounds (every layer's backward passes).
     :param final: Seconds per sample of one final backward pass (the logit differences).
@@ -120,8 +123,9 @@ class CrownCost:
 def crown_cost(view: ModelView, x: torch.Tensor, pred: torch.Tensor, upper: torch.Tensor,
                norm: Norm) -> CrownCost:
     """
-    Time one evaluation of the propagation (at the radii ``upper``) on the first few samples: what it costs is what
-    the layers actually propagated cost on this device (the backward passes of every layer's undecided neurons).
+    Evaluate the propagation once on the first few samples, at half their ``upper`` (the radius search's first
+    evaluation), and count the floats of its backward passes (:attr:`Propagation.work`): the cost of the layers
+    actually propagated, their undecided neurons' passes included, at ``1.2e-8`` s a float.
 
     :param view: A model view that :func:`crown_supported` accepts.
     :param x: ``(N, ...)`` samples (only the first 4 are used).
@@ -136,15 +140,12 @@ def crown_cost(view: ModelView, x: torch.Tensor, pred: torch.Tensor, upper: torc
     xs = torch.as_tensor(x[:k]).to(device=view.device, dtype=_DTYPE).flatten(1)
     ps = torch.as_tensor(pred[:k], dtype=torch.long, device=view.device)
     radius = torch.as_tensor(upper[:k], dtype=_DTYPE, device=view.device)
-    radius = torch.where(torch.isfinite(radius), radius, norm.measure(xs))
+    radius = torch.where(torch.isfinite(radius), radius, norm.measure(xs)) / 2
     with torch.no_grad():
-        prop.relax(xs[:1], radius[:1])  # warm-up: the first call traces the vectorised transposes
-        start = time.perf_counter()
         relax = prop.relax(xs, radius)
-        middle = time.perf_counter()
+        middle = prop.work
         prop.margins(xs, ps, relax)
-        end = time.perf_counter()
-    return CrownCost((middle - start) / k, (end - middle) / k, k)
+    return CrownCost(_SECONDS_PER_FLOAT * middle / k, _SECONDS_PER_FLOAT * (prop.work - middle) / k, k)
 
 
 def crown_radii(view: ModelView, x: torch.Tensor, pred: torch.Tensor, norm: Norm, upper: torch.Tensor, *,

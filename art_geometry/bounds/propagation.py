@@ -489,6 +489,9 @@ class Propagation:
         self.stages = _stages(chain)
         self.nb_classes = self.stages[-1].n_out
         self._first_norms: "torch.Tensor | None" = None
+        #: Floats of the coefficient tensors the backward passes have moved so far: the cost of the layers actually
+        #: propagated, deterministic (the estimate of :func:`~art_geometry.bounds.crown.crown_cost`).
+        self.work = 0
 
     @property
     def relu_layers(self) -> list[int]:
@@ -510,6 +513,7 @@ class Propagation:
 
     def _concretize(self, lam: torch.Tensor, bias: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:return: ``(value, size)``: ``lambda^T x + beta`` and ``||lambda||_q``, ``(S, B)`` each."""
+        self.work += lam.numel()
         return (lam * x).sum(-1) + bias, lam.norm(p=self.dual, dim=-1)
 
     def _backward(self, lam: torch.Tensor, bias: torch.Tensor, k: int, relax: list[_Relaxation],
@@ -522,9 +526,11 @@ class Propagation:
         :return: The coefficients on the model's input and the constant.
         """
         for m in range(k - 1, -1, -1):
+            self.work += lam.numel()
             lam, bias = relax[m].back(lam, bias, None if alphas is None else alphas.get(m))
             stage = self.stages[m]
             if stage.layers:
+                self.work += lam.numel() + lam.shape[0] * lam.shape[1] * stage.n_in
                 bias = bias + lam @ stage.offset
                 s, b = lam.shape[:2]
                 lam = stage.back(lam.reshape(s * b, -1)).reshape(s, b, -1)
@@ -610,16 +616,20 @@ class Propagation:
             if stage.layers:  # rows of few non-zeros: the terms of their union, each index once
                 index, value = stage.sparse
                 bias = bias + (coef * stage.offset[idx]).sum(0)
+                self.work += coef.numel() * index.shape[1]
                 idx, coef = _merged(index[idx].movedim(-1, 1).flatten(0, 1),
                                     (coef[..., None] * value[idx]).movedim(-1, 1).flatten(0, 1))
+            self.work += coef.numel()
             idx, coef, bias = relax[m - 1].sparse_back(idx, coef, bias)
             m -= 1
         stage = self.stages[m]
         bias = bias + (coef * stage.offset[idx]).sum(0)
-        if idx.shape[0] * stage.n_in <= 2 * stage.n_out or not stage.layers:
+        t, s, b = idx.shape
+        if t * stage.n_in <= 2 * stage.n_out or not stage.layers:
+            self.work += t * s * b * stage.n_in
             lam = sum(c[..., None] * stage.rows(i) for i, c in zip(idx, coef))
             return self._backward(lam, bias, m, relax)
-        t, s, b = idx.shape
+        self.work += s * b * (stage.n_out + stage.n_in)
         lam = torch.zeros(coef.shape[1:] + (stage.n_out,), dtype=_DTYPE, device=self.device)
         lam.scatter_add_(-1, idx.permute(1, 2, 0), coef.permute(1, 2, 0))
         return self._backward(stage.back(lam.reshape(s * b, -1)).reshape(s, b, -1), bias, m, relax)

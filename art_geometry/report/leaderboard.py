@@ -65,8 +65,9 @@ def model_records(ctx: ReportContext, sections: Sequence[Section], report: dict[
 
 #: Leaderboard column order: robustness first, then the geometry that explains it; other keys follow.
 COLUMN_ORDER = (
-    "clean_accuracy", "robust_accuracy", "margin_l2_median", "margin_l2_lower_median", "margin_linf_median",
-    "margin_linf_lower_median", "prs_ratio_train", "prs_ratio_test", "inclusion_ratio", "jacobian_l1_mean",
+    "clean_accuracy", "robust_accuracy", "robust_accuracy_certified", "robust_accuracy_deepfool", "margin_l2_median",
+    "margin_l2_lower_median", "margin_l2_ratio_median", "margin_linf_median", "margin_linf_lower_median",
+    "margin_linf_ratio_median", "prs_ratio_train", "prs_ratio_test", "inclusion_ratio", "jacobian_l1_mean",
     "hessian_top_eigenvalue",
 )
 

@@ -13,8 +13,10 @@ from typing import Any
 __all__ = ["SCHEMA_VERSION", "report_schema", "validate_report"]
 
 #: Version of the ``report.json`` layout. The major part changes when a key is removed or changes meaning, the
-#: minor part when keys are added. 2.0: the ``models`` leaderboard records and the ``exports`` tables.
-SCHEMA_VERSION = "2.0"
+#: minor part when keys are added. 2.0: the ``models`` leaderboard records and the ``exports`` tables. 2.1: the
+#: margins section's data described (its brackets, and the robust-accuracy bracket ``accuracy`` and the
+#: ``bounds_notes`` it adds); the 2.0 schema still ships, for reports written before.
+SCHEMA_VERSION = "2.1"
 
 
 @functools.cache
