@@ -420,6 +420,25 @@ def _nonzeros(dense: torch.Tensor) -> "Linear | None":
     return index, dense.gather(1, index)
 
 
+def _sparse_rows(stage: "_Stage") -> "Linear | None":
+    """
+    :return: The non-zeros of each row of a run too large to keep densely, as :func:`_nonzeros` (the rows pushed
+             back in chunks, once), or ``None`` as soon as a chunk's rows are not sparse.
+    """
+    index, value = [], []
+    chunk = max(1, _PASS_FLOATS // stage.n_in)
+    for start in range(0, stage.n_out, chunk):
+        rows = torch.arange(start, min(start + chunk, stage.n_out), device=stage.offset.device)
+        found = _nonzeros(stage.rows(rows))
+        if found is None:
+            return None
+        index.append(found[0])
+        value.append(found[1])
+    k = max(i.shape[1] for i in index)
+    return (torch.cat([F.pad(i, (0, k - i.shape[1])) for i in index]),
+            torch.cat([F.pad(v, (0, k - v.shape[1])) for v in value]))
+
+
 def _merged(idx: torch.Tensor, coef: torch.Tensor) -> Linear:
     """
     :param idx: ``(T, S, B)`` indices of terms (an index may repeat within a row).
@@ -463,7 +482,9 @@ def _stages(chain: Chain) -> list[_Stage]:
                 return batched(lam.unsqueeze(1))[0].squeeze(1)
 
             dense = unfold(list(run), shape, device, limit=None)[0] if offset.numel() * n_in <= _DENSE_FLOATS else None
-            out.append(_Stage(run, shape, offset, back, dense, ops[0], None if dense is None else _nonzeros(dense)))
+            stage = _Stage(run, shape, offset, back, dense, ops[0])
+            stage.sparse = _nonzeros(dense) if dense is not None else _sparse_rows(stage)
+            out.append(stage)
         else:
             out.append(_Stage(run, shape, torch.zeros(n_in, dtype=_DTYPE, device=device), lambda lam: lam, None,
                               ops[0]))
@@ -583,17 +604,20 @@ class Propagation:
             top = int(counts[by_count[done]])
             rows = by_count[done:done + max(1, _PASS_FLOATS // (2 * top * width))]
             done += len(rows)
-            index = order[rows, :top].T  # (top, chunk)
-            idx, coef = stage.op.terms(index)
-            lam, bias = self._sparse_backward(torch.cat([idx, idx], 1), torch.cat([coef, -coef], 1), k,
-                                              [r.select(rows) for r in relax])
-            value, size = self._concretize(lam, bias, x[rows][None])
-            bound = value - radius[rows][None] * size
-            ok = torch.arange(top, device=self.device)[:, None] < counts[rows][None]
-            sample = rows.expand_as(index)[ok]
-            where = index[ok]
-            lower[sample, where] = torch.maximum(lower[sample, where], bound[:top][ok])
-            upper[sample, where] = torch.minimum(upper[sample, where], -bound[top:][ok])
+            sub = [r.select(rows) for r in relax]
+            piece = max(1, _PASS_FLOATS // (2 * width * len(rows)))  # a sample's rows in parts, when it is wide
+            for first in range(0, top, piece):
+                index = order[rows, first:min(top, first + piece)].T  # (rows, samples)
+                n = index.shape[0]
+                idx, coef = stage.op.terms(index)
+                lam, bias = self._sparse_backward(torch.cat([idx, idx], 1), torch.cat([coef, -coef], 1), k, sub)
+                value, size = self._concretize(lam, bias, x[rows][None])
+                bound = value - radius[rows][None] * size
+                ok = torch.arange(first, first + n, device=self.device)[:, None] < counts[rows][None]
+                sample = rows.expand_as(index)[ok]
+                where = index[ok]
+                lower[sample, where] = torch.maximum(lower[sample, where], bound[:n][ok])
+                upper[sample, where] = torch.minimum(upper[sample, where], -bound[n:][ok])
         return lower, torch.maximum(upper, lower)
 
     def _sparse_backward(self, idx: torch.Tensor, coef: torch.Tensor, k: int,
