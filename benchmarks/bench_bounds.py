@@ -28,7 +28,9 @@ import warnings
 import numpy as np
 import torch
 
-from art_geometry import DeepFoolSettings, margin_bounds
+from art_geometry import BoundsSettings, DeepFoolSettings, Norm, margin_bounds
+from art_geometry.bounds.crown import crown_cost
+from art_geometry.core.model import model_view
 from art_geometry.bounds.milp import exact_distance
 from art_geometry.datasets import (
     MLP, ResNet18, SmallCNN, load_digits, load_fashion_mnist, make_classifier, train_classifier,
@@ -131,6 +133,14 @@ def fashion_section(n: int) -> None:
     print(f"\nSmallCNN on Fashion-MNIST 28x28, test accuracy {acc:.3f} (2,000 test images); {n} test samples")
     print(f"{'norm / method':<22}{'median l/u':>12}{'min l/u':>12}{'s / sample':>14}")
     for norm in (np.inf, 2):
+        free = margin_bounds(clf, x, norm=norm, method="lipschitz")
+        cost = crown_cost(model_view(clf, x), torch.as_tensor(x), torch.as_tensor(free.predictions),
+                          torch.as_tensor(free.upper), Norm.parse(norm))
+        estimate = cost.seconds(BoundsSettings().crown_steps)
+        print(f"  L{'inf' if norm == np.inf else 2}: CROWN estimated at {estimate:.3g} s a sample (crown_cost)")
+        if estimate > 60:
+            print("  not run: over a minute a sample")
+            continue
         for m in ("crown", "alpha-crown"):
             res = margin_bounds(clf, x, norm=norm, method=m)
             print(_row(f"L{'inf' if norm == np.inf else 2} {m}", res.ratio, res.seconds[m]))

@@ -377,14 +377,16 @@ def test_no_bound_propagation_needed_at_run_time(monkeypatch):
     assert radii.shape == (2,)
 
 
-def test_cost_is_timed_on_a_pilot():
+def test_cost_is_estimated_from_interval_bounds_without_a_backward_pass():
     model = _pool_cnn(0)
     x = torch.rand(9, 1, 6, 6, dtype=torch.float64)
     model(x)
     view = _view(model, x)
     pred = _predict(model, x)
-    cost = crown_cost(view, x, pred, torch.full((9,), 0.05), LINF)
+    cost = crown_cost(view, x, pred, torch.full((9,), 0.5), LINF)
     assert cost.samples == 4 and cost.relax > 0 and cost.final > 0
+    assert crown_cost(view, x, pred, torch.full((9,), 2.0), LINF).relax > cost.relax  # larger balls: more passes
+    assert crown_cost(view, x, pred, torch.zeros(9), LINF).relax == 0  # no ball: nothing undecided
     assert cost.seconds(10, 20) == pytest.approx(10 * (cost.relax + 51 * cost.final))
     assert cost.seconds(10) < cost.seconds(10, 20)
 

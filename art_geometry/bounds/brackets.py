@@ -266,8 +266,9 @@ def margin_bounds(
     * ``"lipschitz"``: ``min_j (Z_pred - Z_j)(x) / L_j`` with certified Lipschitz constants of the logit
       differences (Hein & Andriushchenko, NeurIPS 2017, Theorem 2.1), for any chain of supported layers;
     * ``"auto"`` (default): the Lipschitz bound for every sample, the MILP for the samples whose program fits
-      ``budget`` (ReLU and max-pool networks, L-inf and L1), for the others alpha-CROWN if its cost per sample
-      (timed on a pilot of 4 samples, in ``result.params["estimated_seconds"]``) fits ``budget``, else CROWN if
+      ``budget`` (ReLU and max-pool networks, L-inf and L1), for the others alpha-CROWN if its estimated cost per
+      sample (:func:`~art_geometry.bounds.crown.crown_cost`, in ``result.params["estimated_seconds"]``) fits
+      ``budget``, else CROWN if
       that fits; per sample the largest certified value, its method in ``result.method``. What it cannot use it
       names in a warning.
 
@@ -377,7 +378,7 @@ def _auto(prep: Prepared, bounds: _Bounds, chain: "Chain | None", layers: "Layer
           settings: BoundsSettings, batch_size: int, verbose: bool) -> None:
     """
     ``method="auto"``: Lipschitz for all, MILP where it fits the budget, for the rest alpha-CROWN or else CROWN
-    when its cost (:func:`~art_geometry.bounds.crown.crown_cost`, timed on a pilot) fits the budget; the largest
+    when its estimated cost (:func:`~art_geometry.bounds.crown.crown_cost`) fits the budget; the largest
     wins.
     """
     n = prep.n
@@ -417,7 +418,7 @@ def _auto(prep: Prepared, bounds: _Bounds, chain: "Chain | None", layers: "Layer
     bounds.estimates.update({"alpha-crown": alpha_seconds, "crown": crown_seconds})
     if crown_seconds > settings.budget:
         warnings.warn(
-            f"margin_bounds(method='auto'): CROWN is not used (about {crown_seconds:.2g} s per sample, timed on "
+            f"margin_bounds(method='auto'): CROWN is not used (about {crown_seconds:.2g} s per sample, estimated on "
             f"{cost.samples} samples, over budget={settings.budget:g} s); {instead}; method='crown' forces it",
             UserWarning,
             stacklevel=3,

@@ -557,12 +557,15 @@ class Propagation:
                 lam = stage.back(lam.reshape(s * b, -1)).reshape(s, b, -1)
         return lam, bias
 
-    def relax(self, x: torch.Tensor, radius: torch.Tensor) -> list[_Relaxation]:
+    def relax(self, x: torch.Tensor, radius: torch.Tensor, dry: bool = False) -> list[_Relaxation]:
         """
         CROWN's intermediate bounds and the relaxations of every nonlinear layer over the balls.
 
         :param x: ``(B, d)`` flattened float64 samples.
         :param radius: ``(B,)`` radii.
+        :param dry: Interval bounds only, adding to :attr:`work` what the backward passes of their undecided
+                    neurons would move at most (two rows each, as wide as the layers they cross): a cheap upper
+                    estimate of the cost, for models whose passes would take too long to try.
         :return: One relaxation per nonlinear layer.
         """
         relax: list[_Relaxation] = []
@@ -577,7 +580,9 @@ class Propagation:
                     centre, rad = stage.forward((lo + hi) / 2), stage.absolute((hi - lo) / 2)
                     lo, hi = centre - rad, centre + rad
             lower, upper = stage.op.quantities(lo, hi)
-            if stage.layers and k > 0 or not stage.op.exact_from_input():
+            if (stage.layers and k > 0 or not stage.op.exact_from_input()) and dry:
+                self.work += 2 * int(stage.op.undecided(lower, upper).sum()) * sum(self.widths()[:k + 1])
+            elif stage.layers and k > 0 or not stage.op.exact_from_input():
                 lower, upper = self._tighten(k, relax, x, radius, lower, upper)
                 if stage.op.exact_from_input():
                     lo, hi = lower, upper

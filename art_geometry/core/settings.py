@@ -272,7 +272,7 @@ class BoundsSettings(Settings):
     :param budget: Seconds per sample ``"auto"`` allows a method, ``> 0``: samples whose MILP is estimated (by
                    its binary variables: unstable ReLUs, undecided max-pools) not to fit go to CROWN /
                    Lipschitz, a MILP run by ``"auto"`` stops after ``min(budget, time_limit)``, and alpha-CROWN,
-                   else CROWN, runs when its cost per sample (timed on a pilot of 4 samples:
+                   else CROWN, runs when its estimated cost per sample (on 4 samples:
                    :func:`~art_geometry.bounds.crown.crown_cost`) fits the budget; neither: a warning.
     :param crown_steps: Evaluations of the (alpha-)CROWN radius search at most, ``>= 1``.
     :param crown_rtol: Relative width of the radius bracket at which the search stops, ``> 0`` and ``< 1``.

@@ -109,10 +109,10 @@ class MarginsSection(Section):
     bounds_method = "auto"
     #: Seconds per sample "auto" may give a method (``BoundsSettings.budget``): the MILP of a sample stops after it,
     #: and a method estimated to cost more is left out (with a note). On the digits SmallCNN CROWN is estimated at
-    #: 1.0 s (L-inf) and 1.3 s (L2) per sample and takes about half of that (``benchmarks/bench_bounds.py``): L-inf
+    #: 1.3 s (L-inf) and 1.8 s (L2) per sample and takes 0.27 s and 0.57 s (``benchmarks/bench_bounds.py``): L-inf
     #: gets CROWN, L2 the Lipschitz bound. Per model and norm the bounds cost at most about twice
     #: ``bounds_budget * max_samples``, and much less where "auto" keeps the Lipschitz bound.
-    bounds_budget = 1.0
+    bounds_budget = 1.5
     #: Measure the DeepFool end of the brackets inside the classifier's ``clip_values`` (when it declares them and
     #: the samples lie inside): the threat model of the attack (ART clips into them), so that the bracket of robust
     #: accuracy holds PGD's point (certified <= PGD and DeepFool-in-the-box bounds the same quantity).
