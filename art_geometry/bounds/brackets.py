@@ -356,7 +356,7 @@ def _bounds(prep: Prepared, settings: BoundsSettings, norm: Norm, deepfool: Deep
     lower = np.minimum(bounds.lower, upper)
     params = jsonable({
         "norm": norm.to_json(), **settings.to_dict(), "box": box, "batch_size": batch_size, "deepfool": res.params,
-        "estimated_seconds": bounds.estimates,
+        "estimated_seconds": bounds.estimates, **({"unsupported": unsupported} if unsupported else {}),
     })
     return MarginBoundsResult(
         lower=lower,

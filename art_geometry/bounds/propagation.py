@@ -64,7 +64,8 @@ __all__ = ["Propagation", "certified_radii"]
 
 _DTYPE = torch.float64
 
-#: Floats of one backward pass at most (rows x samples x layer width): larger passes run in chunks of samples.
+#: Floats of one backward pass at most (rows x samples x layer width): larger passes run in chunks of samples, and
+#: a sample's rows in parts.
 _PASS_FLOATS = 1 << 24
 #: Largest affine run (output x input floats) kept as a dense matrix for the rows a backward pass starts from.
 _DENSE_FLOATS = 1 << 22

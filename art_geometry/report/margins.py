@@ -161,6 +161,9 @@ class MarginsSection(Section):
                         entry[f"{key}_bracket"] = {"skipped": str(err)}
                     else:
                         entry[f"{key}_bracket"] = brackets[key].to_dict()
+                if key in brackets and set(brackets[key].method) == {"none"}:  # "auto" could read nothing (warned)
+                    why = brackets.pop(key).params.get("unsupported") or "no certified bound for this model"
+                    entry[f"{key}_bracket"] = {"skipped": why}
             robustness = robust_accuracy(clf, x, y, settings=attack, batch_size=ctx.batch_size, verbose=ctx.verbose)
             entry["robustness"] = robustness.to_dict()
             with _notes(notes.setdefault("accuracy", [])):
