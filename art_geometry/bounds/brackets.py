@@ -30,6 +30,7 @@ from art_geometry.bounds._network import Chain, read_chain
 from art_geometry.bounds.crown import crown_cost, crown_radii, crown_supported
 from art_geometry.bounds.lipschitz import LipschitzBound
 from art_geometry.bounds.milp import Layers, exact_distance, unstable_relus
+from art_geometry.bounds.propagation import Propagation
 from art_geometry.core.batching import batches
 from art_geometry.core.norms import L1, L2, LINF, Norm
 from art_geometry.core.prepare import Prepared, prepare
@@ -74,8 +75,7 @@ class MarginBoundsResult(ResultMixin):
     :param ratio: ``(N,)`` ``lower / upper`` in ``[0, 1]`` (1 where both are equal, NaN where ``upper`` is 0 or
                   not finite and they differ).
     :param method: ``(N,)`` the method that certified each lower bound: ``"milp"``, ``"alpha-crown"``, ``"crown"``,
-                   ``"lipschitz"``
-                   or ``"none"``.
+                   ``"lipschitz"`` or ``"none"``.
     :param status: ``(N,)`` ``"exact"`` (the MILP's exact distance), ``"bound"`` (a certified bound),
                    ``"time_limit"`` (the MILP's dual bound at its time limit) or ``"failed"`` (``lower = 0``).
     :param predictions: ``(N,)`` the model's predictions at ``x``.
@@ -208,14 +208,19 @@ def _crown_reason(prep: Prepared, norm: Norm) -> str:
     return "" if supported else why
 
 
+def _samples(prep: Prepared, rows: np.ndarray) -> "np.ndarray | torch.Tensor":
+    """:return: The prepared samples ``rows``."""
+    return prep.x[torch.as_tensor(rows)] if isinstance(prep.x, torch.Tensor) else prep.x[rows]
+
+
 def _crown(prep: Prepared, norm: Norm, pred: np.ndarray, upper: np.ndarray, rows: np.ndarray,
-           settings: BoundsSettings, alpha: bool, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(alpha-)CROWN's certified radii of the samples ``rows``."""
-    x = prep.x[torch.as_tensor(rows)] if isinstance(prep.x, torch.Tensor) else prep.x[rows]
+           settings: BoundsSettings, alpha: bool, batch_size: int,
+           propagation: "Propagation | None" = None) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha-)CROWN's certified radii of the samples ``rows`` (with ``propagation`` when one is built already)."""
     return crown_radii(
-        prep.view, x, torch.as_tensor(pred[rows]), norm, torch.as_tensor(upper[rows]),
+        prep.view, _samples(prep, rows), torch.as_tensor(pred[rows]), norm, torch.as_tensor(upper[rows]),
         steps=settings.crown_steps, rtol=settings.crown_rtol, alpha_steps=settings.alpha_steps if alpha else 0,
-        alpha_lr=settings.alpha_lr, batch_size=batch_size,
+        alpha_lr=settings.alpha_lr, batch_size=batch_size, propagation=propagation,
     )
 
 
@@ -268,9 +273,8 @@ def margin_bounds(
     * ``"auto"`` (default): the Lipschitz bound for every sample, the MILP for the samples whose program fits
       ``budget`` (ReLU and max-pool networks, L-inf and L1), for the others alpha-CROWN if its estimated cost per
       sample (:func:`~art_geometry.bounds.crown.crown_cost`, in ``result.params["estimated_seconds"]``) fits
-      ``budget``, else CROWN if
-      that fits; per sample the largest certified value, its method in ``result.method``. What it cannot use it
-      names in a warning.
+      ``budget``, else CROWN if that fits; per sample the largest certified value, its method in
+      ``result.method``. What it cannot use it names in a warning.
 
     With ``deepfool.box=True`` the distance is measured inside ``clip_values`` and the MILP searches inside them
     too; the CROWN and Lipschitz radii hold in all of R^D, so they bound that distance from below as well.
@@ -285,7 +289,7 @@ def margin_bounds(
     :param method: ``"auto"``, ``"milp"``, ``"alpha-crown"``, ``"crown"`` or ``"lipschitz"``; default
                    ``settings.method``.
     :param settings: A :class:`~art_geometry.BoundsSettings` (method, time_limit, budget, crown_steps,
-                     crown_rtol); default ``BoundsSettings()``.
+                     crown_rtol, alpha_steps, alpha_lr); default ``BoundsSettings()``.
     :param deepfool: The :class:`~art_geometry.DeepFoolSettings` of the upper bound; default
                      ``DeepFoolSettings(norm=norm)`` (for L1: ``norm=2``, measured in L1, as DeepFool has no L1
                      variant); its norm must be that one.
@@ -295,8 +299,7 @@ def margin_bounds(
     :return: A :class:`MarginBoundsResult`.
     :raises ValueError: For bad options, ``method="milp"`` with L2 or on a network that is not affine + ReLU +
                         max-pool, ``method="crown"``, ``"alpha-crown"`` or ``"lipschitz"`` on unsupported layers
-                        (listed), or a
-                        ``deepfool`` norm that does not fit ``norm``.
+                        (listed), or a ``deepfool`` norm that does not fit ``norm``.
     """
     settings = BoundsSettings.build(settings, options)
     if method is not None:
@@ -378,8 +381,7 @@ def _auto(prep: Prepared, bounds: _Bounds, chain: "Chain | None", layers: "Layer
           settings: BoundsSettings, batch_size: int, verbose: bool) -> None:
     """
     ``method="auto"``: Lipschitz for all, MILP where it fits the budget, for the rest alpha-CROWN or else CROWN
-    when its estimated cost (:func:`~art_geometry.bounds.crown.crown_cost`) fits the budget; the largest
-    wins.
+    when its estimated cost (:func:`~art_geometry.bounds.crown.crown_cost`) fits the budget; the largest wins.
     """
     n = prep.n
     if chain is None and crown_why:
@@ -410,9 +412,8 @@ def _auto(prep: Prepared, bounds: _Bounds, chain: "Chain | None", layers: "Layer
             warnings.warn(f"margin_bounds(method='auto'): CROWN is not used ({crown_why}); {instead}", UserWarning,
                           stacklevel=3)
         return
-    x = prep.x[torch.as_tensor(rest)] if isinstance(prep.x, torch.Tensor) else prep.x[rest]
-    cost = crown_cost(prep.view, prep.view.to_tensor(x), torch.as_tensor(pred[rest]), torch.as_tensor(upper[rest]),
-                      norm)
+    cost = crown_cost(prep.view, prep.view.to_tensor(_samples(prep, rest)), torch.as_tensor(pred[rest]),
+                      torch.as_tensor(upper[rest]), norm)
     steps = settings.crown_steps
     alpha_seconds, crown_seconds = cost.seconds(steps, settings.alpha_steps), cost.seconds(steps)
     bounds.estimates.update({"alpha-crown": alpha_seconds, "crown": crown_seconds})
@@ -426,5 +427,5 @@ def _auto(prep: Prepared, bounds: _Bounds, chain: "Chain | None", layers: "Layer
         return
     name = "alpha-crown" if alpha_seconds <= settings.budget else "crown"
     found = bounds.timed(name, len(rest), lambda: _crown(prep, norm, pred, upper, rest, settings,
-                                                         name == "alpha-crown", batch_size))
+                                                         name == "alpha-crown", batch_size, cost.propagation))
     bounds.offer(name, rest, *found)

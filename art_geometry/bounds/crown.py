@@ -26,7 +26,7 @@ both the clipped and the unclipped distance. It is computed in float64 and is so
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -104,11 +104,14 @@ class CrownCost:
     :param relax: Seconds per sample of one evaluation's intermediate bounds (every layer's backward passes).
     :param final: Seconds per sample of one final backward pass (the logit differences).
     :param samples: Samples it was estimated on.
+    :param propagation: The propagation it was estimated with, for :func:`crown_radii` to reuse (building it
+                        pushes large runs' rows back once).
     """
 
     relax: float
     final: float
     samples: int
+    propagation: "Propagation | None" = field(default=None, repr=False, compare=False)
 
     def seconds(self, steps: int, alpha_steps: int = 0) -> float:
         """
@@ -147,12 +150,12 @@ def crown_cost(view: ModelView, x: torch.Tensor, pred: torch.Tensor, upper: torc
         relax = prop.relax(xs, radius, dry=True)
         middle = prop.work
         prop.margins(xs, ps, relax)
-    return CrownCost(_SECONDS_PER_FLOAT * middle / k, _SECONDS_PER_FLOAT * (prop.work - middle) / k, k)
+    return CrownCost(_SECONDS_PER_FLOAT * middle / k, _SECONDS_PER_FLOAT * (prop.work - middle) / k, k, prop)
 
 
 def crown_radii(view: ModelView, x: torch.Tensor, pred: torch.Tensor, norm: Norm, upper: torch.Tensor, *,
                 steps: int = 10, rtol: float = 1e-2, alpha_steps: int = 0, alpha_lr: float = 0.5,
-                batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+                batch_size: int = 128, propagation: "Propagation | None" = None) -> tuple[np.ndarray, np.ndarray]:
     """
     CROWN-certified radii (Zhang et al., NeurIPS 2018, Theorem 3.2 and Corollary 3.3), or alpha-CROWN's with
     ``alpha_steps > 0`` (Xu et al., ICLR 2021): the largest ``r`` found such that ``min_j lower(Z_pred - Z_j) > 0``
@@ -171,6 +174,8 @@ def crown_radii(view: ModelView, x: torch.Tensor, pred: torch.Tensor, norm: Norm
     :param alpha_steps: alpha-CROWN's projected Adam steps per evaluation, ``>= 0`` (0: CROWN).
     :param alpha_lr: Adam's learning rate on the slopes, ``> 0``.
     :param batch_size: Samples per propagation.
+    :param propagation: The propagation of this view in this norm, already built (``CrownCost.propagation``);
+                        default: built here.
     :return: ``(radii, status)``: ``(N,)`` float64 certified radii ``>= 0`` and ``(N,)`` str, ``"bound"`` where a
              radius ``> 0`` was certified, ``"failed"`` (radius 0) where none was.
     :raises ValueError: For a model :func:`crown_supported` refuses, a norm other than L2 / L-inf, or bad options.
@@ -180,7 +185,7 @@ def crown_radii(view: ModelView, x: torch.Tensor, pred: torch.Tensor, norm: Norm
     alpha_steps = check_int(alpha_steps, "alpha_steps", minimum=0)
     alpha_lr = check_number(alpha_lr, "alpha_lr", minimum=0.0, strict=True)
     batch_size = check_positive_int(batch_size, "batch_size")
-    prop = _propagation(view, tuple(int(s) for s in x.shape[1:]), norm)
+    prop = propagation or _propagation(view, tuple(int(s) for s in x.shape[1:]), norm)
     pred = torch.as_tensor(pred, dtype=torch.long, device=view.device)
     upper = torch.as_tensor(upper, dtype=_DTYPE, device=view.device)
     upper = torch.where(torch.isnan(upper), math.inf, upper)

@@ -50,7 +50,7 @@ Everything is float64 on the chain's device; the user's model is only read.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -376,6 +376,10 @@ class _Stage:
     dense: "torch.Tensor | None"
     op: "_Elementwise | _PairMax | None"
     sparse: "Linear | None" = None
+    magnitudes: "tuple[Callable[[torch.Tensor], torch.Tensor] | None, ...]" = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.magnitudes = tuple(_absolute(layer) for layer in self.layers)  # once, not at every evaluation
 
     @property
     def n_in(self) -> int:
@@ -392,8 +396,7 @@ class _Stage:
     def absolute(self, r: torch.Tensor) -> torch.Tensor:
         """:return: ``|A_last| ... |A_first| r >= |A| r`` for ``r >= 0`` (flattened)."""
         z = r.reshape((-1,) + self.in_shape)
-        for layer in self.layers:
-            fn = _absolute(layer)
+        for layer, fn in zip(self.layers, self.magnitudes):
             if fn is None:
                 raise ValueError(f"no interval arithmetic through {layer.name!r}")
             z = fn(z)
